@@ -1,0 +1,244 @@
+"""Tokenizer and causal-LM loading: full fine-tune, LoRA, QLoRA (4-bit bitsandbytes) and saved adapters.
+
+``name_or_path`` is anything ``from_pretrained`` accepts (hub id, local model folder) or a PEFT adapter
+folder (``adapter_config.json``): its base model is loaded first and the adapter attached. ``None`` means the
+default model (:mod:`finqa_dsl.default_model`). Every knob is a plain argument; the driver maps its
+dataclasses onto them and calls :func:`check_precision` before loading anything.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from pathlib import Path
+
+import torch
+from packaging.version import Version
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
+
+from finqa_dsl.arguments import BNB_QUANT_TYPES, DTYPES, PEFT_MODES, UsageError
+from finqa_dsl.default_model import default_model_path
+
+logger = logging.getLogger(__name__)
+
+ADAPTER_CONFIG = "adapter_config.json"
+TOKENIZER_CONFIG = "tokenizer_config.json"
+ALL_LINEAR = "all-linear"
+# transformers recommends training Gemma-3 with eager attention; every other family gets sdpa.
+EAGER_ATTENTION_MODEL_TYPES = frozenset({"gemma3", "gemma3_text"})
+# Linear layers of non-text towers (Gemma-3 4B is loaded with its vision tower) get no LoRA.
+NON_TEXT_MODULES = r"(.*\.)?(vision_tower|vision_model|multi_modal_projector|audio_tower)(\..*)?"
+MIN_BITSANDBYTES_FOR_CPU_4BIT = Version("0.49")
+_TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+_CHECKPOINTING_KWARGS = {"use_reentrant": False}
+
+
+def resolve_model_name(name_or_path: str | None) -> str:
+    """``name_or_path`` unchanged, or the prepared default model folder when it is None or empty."""
+    return name_or_path if name_or_path else str(default_model_path())
+
+
+def load_tokenizer(name_or_path: str):
+    """The tokenizer of a model or adapter folder, with a pad token.
+
+    Pad token: the tokenizer's own when it has one (Qwen2.5 ``<|endoftext|>``, Gemma-3 ``<pad>``, the
+    default model ``<|endoftext|>``); else its unk token (Mistral ``<unk>``), which is never a target, so
+    padding cannot be confused with the end-of-turn token; else its eos token. The padding side is left to
+    the caller (right for training, left for batched generation).
+    """
+    tokenizer = AutoTokenizer.from_pretrained(_tokenizer_source(name_or_path))
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.unk_token if tokenizer.unk_token is not None else tokenizer.eos_token
+        logger.info("%s has no pad token: padding with %r", name_or_path, tokenizer.pad_token)
+    return tokenizer
+
+
+def default_attn_implementation(model_type: str) -> str:
+    """``eager`` for Gemma-3, ``sdpa`` for every other family."""
+    return "eager" if model_type in EAGER_ATTENTION_MODEL_TYPES else "sdpa"
+
+
+def check_precision(*, bf16: bool = False, fp16: bool = False, compute_dtype: str | None = None,
+                    torch_dtype: str | None = None) -> None:
+    """Raise :class:`UsageError` saying what to pass instead when the hardware cannot run the precision asked.
+
+    ``compute_dtype`` is the QLoRA compute dtype (None without 4-bit loading); giving it also checks that
+    bitsandbytes can quantise on this machine. bfloat16 on a GPU needs native support (Ampere or newer);
+    on CPU, PyTorch runs bfloat16 and float16 everywhere.
+    """
+    if bf16 and fp16:
+        raise UsageError("--bf16 and --fp16 are both set: pass one of them.")
+    for flag, value in (("--torch_dtype", torch_dtype), ("--bnb_4bit_compute_dtype", compute_dtype)):
+        if value is not None and value not in DTYPES:
+            raise UsageError(f"{flag} {value!r} is not one of: {', '.join(DTYPES)}.")
+    asked = {"--bf16": bf16, "--torch_dtype bfloat16": torch_dtype == "bfloat16",
+             "--bnb_4bit_compute_dtype bfloat16": compute_dtype == "bfloat16"}
+    wants_bf16 = [flag for flag, wanted in asked.items() if wanted]
+    if wants_bf16 and torch.cuda.is_available() and not _cuda_has_native_bf16():
+        major, minor = torch.cuda.get_device_capability()
+        raise UsageError(
+            f"{', '.join(wants_bf16)}: the GPU {torch.cuda.get_device_name()} (compute capability "
+            f"{major}.{minor}) has no native bfloat16 (it needs 8.0, Ampere, or newer). Use --fp16 with "
+            "--torch_dtype float32 (or float16 for LoRA/QLoRA) and --bnb_4bit_compute_dtype float16, "
+            "or full float32 precision."
+        )
+    if compute_dtype is not None:
+        _check_bitsandbytes()
+
+
+def load_model(name_or_path: str, *, peft: str = "none", lora_r: int = 16, lora_alpha: int = 32,
+               lora_dropout: float = 0.05, lora_target_modules: str = ALL_LINEAR,
+               bnb_4bit_quant_type: str = "nf4", bnb_4bit_compute_dtype: str = "auto",
+               bnb_4bit_use_double_quant: bool = True,
+               torch_dtype: str = "auto", attn_implementation: str | None = None,
+               gradient_checkpointing: bool = False, quantize_4bit: bool | None = None):
+    """Load a causal LM ready for what ``peft`` says.
+
+    - ``peft="none"``: the plain model, all weights trainable (full fine-tune, or evaluation).
+    - ``peft="lora"``: a fresh LoRA adapter (``lora_*``) on a frozen base.
+    - ``peft="qlora"``: the base in 4-bit (``bnb_4bit_*``), prepared for k-bit training, plus a fresh LoRA.
+
+    ``quantize_4bit`` (default: ``peft == "qlora"``) loads the base in 4-bit without training it, e.g. to
+    evaluate a QLoRA run. An adapter folder is attached to its base instead of a fresh LoRA: trainable with
+    ``peft`` lora/qlora (training continues), frozen for evaluation with ``peft="none"``.
+    ``torch_dtype="auto"`` keeps the checkpoint's dtype; ``bnb_4bit_compute_dtype="auto"`` is bfloat16 on a
+    GPU that has it, float16 on an older GPU, float32 on CPU. ``attn_implementation`` None picks per family
+    (:func:`default_attn_implementation`). Gradient checkpointing is non-reentrant and disables the KV cache.
+    """
+    quantize_4bit = peft == "qlora" if quantize_4bit is None else quantize_4bit
+    _check_options(peft, bnb_4bit_quant_type, bnb_4bit_compute_dtype, torch_dtype, quantize_4bit)
+    parse_target_modules(lora_target_modules)
+    adapter_dir = name_or_path if _is_adapter_dir(name_or_path) else None
+    base_name = _adapter_base(adapter_dir) if adapter_dir else name_or_path
+    model_type = AutoConfig.from_pretrained(base_name).model_type
+    kwargs = {"dtype": _TORCH_DTYPES.get(torch_dtype, torch_dtype),
+              "attn_implementation": attn_implementation or default_attn_implementation(model_type)}
+    if quantize_4bit:
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type=bnb_4bit_quant_type,
+            bnb_4bit_use_double_quant=bnb_4bit_use_double_quant,
+            bnb_4bit_compute_dtype=resolve_compute_dtype(bnb_4bit_compute_dtype, torch_dtype),
+        )
+        kwargs["device_map"] = _local_device_map()
+    model = AutoModelForCausalLM.from_pretrained(base_name, **kwargs)
+    logger.info("Loaded %s (%s, attention %s%s)", base_name, model.dtype, model.config._attn_implementation,
+                ", 4-bit " + bnb_4bit_quant_type if quantize_4bit else "")
+
+    training_adapter = peft != "none"
+    if training_adapter:
+        model = _prepare_base_for_adapter_training(model, quantize_4bit, gradient_checkpointing)
+    elif gradient_checkpointing:
+        _enable_gradient_checkpointing(model)
+    if adapter_dir:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, adapter_dir, is_trainable=training_adapter)
+    elif training_adapter:
+        model = _attach_lora(model, lora_r, lora_alpha, lora_dropout, lora_target_modules)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    logger.info("Trainable parameters: %d of %d", trainable, sum(p.numel() for p in model.parameters()))
+    return model
+
+
+def resolve_compute_dtype(compute_dtype: str, torch_dtype: str = "auto") -> torch.dtype:
+    """The QLoRA compute dtype; ``auto``: a float16/bfloat16 ``torch_dtype``, else the best the device has."""
+    if compute_dtype != "auto":
+        return _TORCH_DTYPES[compute_dtype]
+    if torch_dtype in ("float16", "bfloat16"):
+        return _TORCH_DTYPES[torch_dtype]
+    if torch.cuda.is_available():
+        return torch.bfloat16 if _cuda_has_native_bf16() else torch.float16
+    return torch.float32
+
+
+def parse_target_modules(lora_target_modules: str) -> str | list[str]:
+    """``all-linear`` as is, else the comma-separated module names as a list."""
+    if lora_target_modules.strip() == ALL_LINEAR:
+        return ALL_LINEAR
+    names = [name.strip() for name in lora_target_modules.split(",") if name.strip()]
+    if not names:
+        raise UsageError(f"--lora_target_modules {lora_target_modules!r}: give {ALL_LINEAR} or module names "
+                         "separated by commas (e.g. q_proj,k_proj,v_proj,o_proj).")
+    return names
+
+
+def _check_options(peft, quant_type, compute_dtype, torch_dtype, quantize_4bit) -> None:
+    choices = {"--peft": (peft, PEFT_MODES), "--bnb_4bit_quant_type": (quant_type, BNB_QUANT_TYPES),
+               "--bnb_4bit_compute_dtype": (compute_dtype, DTYPES), "--torch_dtype": (torch_dtype, DTYPES)}
+    for flag, (value, allowed) in choices.items():
+        if value not in allowed:
+            raise UsageError(f"{flag} {value!r} is not one of: {', '.join(allowed)}.")
+    if peft == "qlora" and not quantize_4bit:
+        raise UsageError("--peft qlora trains LoRA on a 4-bit base: it cannot go with quantize_4bit=False.")
+
+
+def _cuda_has_native_bf16() -> bool:
+    """Ampere or newer; older GPUs only emulate bfloat16 (slowly), which torch counts as support."""
+    return torch.cuda.is_bf16_supported(including_emulation=False)
+
+
+def _check_bitsandbytes() -> None:
+    try:
+        import bitsandbytes
+    except ImportError as error:
+        raise UsageError("--peft qlora needs bitsandbytes: pip install 'bitsandbytes>=0.49' "
+                         "(or use --peft lora).") from error
+    if not torch.cuda.is_available() and Version(bitsandbytes.__version__) < MIN_BITSANDBYTES_FOR_CPU_4BIT:
+        raise UsageError(f"--peft qlora on CPU needs bitsandbytes >= {MIN_BITSANDBYTES_FOR_CPU_4BIT} (found "
+                         f"{bitsandbytes.__version__}): pip install -U bitsandbytes, or use --peft lora.")
+
+
+def _is_adapter_dir(name_or_path: str) -> bool:
+    return (Path(name_or_path) / ADAPTER_CONFIG).is_file()
+
+
+def _adapter_base(adapter_dir: str) -> str:
+    path = Path(adapter_dir) / ADAPTER_CONFIG
+    base = json.loads(path.read_text(encoding="utf-8")).get("base_model_name_or_path")
+    if not base:
+        raise UsageError(f"{path}: field 'base_model_name_or_path' is empty; it must name the adapter's "
+                         "base model.")
+    return base
+
+
+def _tokenizer_source(name_or_path: str) -> str:
+    """An adapter folder saved without its tokenizer uses its base model's."""
+    if _is_adapter_dir(name_or_path) and not (Path(name_or_path) / TOKENIZER_CONFIG).is_file():
+        return _adapter_base(name_or_path)
+    return name_or_path
+
+
+def _local_device_map() -> dict[str, int | str] | None:
+    """4-bit weights are placed at load time: on this process's GPU (``LOCAL_RANK`` under torchrun)."""
+    return {"": int(os.environ.get("LOCAL_RANK", 0))} if torch.cuda.is_available() else None
+
+
+def _prepare_base_for_adapter_training(model, quantized: bool, gradient_checkpointing: bool):
+    if quantized:
+        from peft import prepare_model_for_kbit_training
+
+        # Freezes the base and upcasts its non-4-bit weights to float32; checkpointing is enabled below.
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    if gradient_checkpointing:
+        _enable_gradient_checkpointing(model)
+    return model
+
+
+def _enable_gradient_checkpointing(model) -> None:
+    if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=_CHECKPOINTING_KWARGS)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=_CHECKPOINTING_KWARGS)
+    model.config.use_cache = False
+
+
+def _attach_lora(model, r: int, alpha: int, dropout: float, target_modules: str):
+    from peft import LoraConfig, get_peft_model
+
+    has_non_text = any(re.fullmatch(NON_TEXT_MODULES, name) for name, _ in model.named_modules())
+    config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, task_type="CAUSAL_LM",
+                        target_modules=parse_target_modules(target_modules),
+                        exclude_modules=NON_TEXT_MODULES if has_non_text else None)
+    return get_peft_model(model, config)

@@ -1,0 +1,240 @@
+"""Score predictions against FinQA gold: official execution/program accuracy, strict and tolerant answer
+matches, latency statistics. Every metric and per-row field name is defined here, once."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from finqa_dsl.data import Example
+from finqa_dsl.dsl import NO, YES, Reason, clean_generation, execute, programs_equivalent, tokenize
+from finqa_dsl.prompts import TARGET_FIELDS
+
+# Summary keys.
+N = "n"
+N_LEFT_OUT = "n_left_out"  # predictions whose id is not in the gold file
+N_MISSING_GOLD = "n_missing_gold"  # examples without the gold target (e.g. no qa.answer), not scored
+TARGET_FIELD = "target_field"
+EXECUTION_CORRECT = "execution_correct"
+PROGRAM_CORRECT = "program_correct"
+EXECUTION_ACCURACY = "execution_accuracy"
+PROGRAM_ACCURACY = "program_accuracy"
+EXECUTION_ERRORS = "execution_errors"  # reason -> count
+ANSWER_CORRECT_STRICT = "answer_correct_strict"
+ANSWER_CORRECT_TOLERANT = "answer_correct_tolerant"
+ANSWER_ACCURACY_STRICT = "answer_accuracy_strict"
+ANSWER_ACCURACY_TOLERANT = "answer_accuracy_tolerant"
+# Per-prediction fields (besides the *_correct flags above).
+EXECUTED_VALUE = "executed_value"
+EXECUTION_ERROR = "execution_error"
+PREDICTED_VALUE = "predicted_value"
+FAILURE_REASON = "failure_reason"  # why a prediction is scored wrong (None when it is right)
+WRONG_VALUE = "wrong_value"  # a failure reason: the prediction ran or parsed, but its value is wrong
+UNPARSEABLE = "unparseable"  # a failure reason: the answer is neither a number nor yes/no
+# The metrics that compare runs at a glance (scripts/compare_runs.py).
+HEADLINE_METRICS = (N, EXECUTION_ACCURACY, PROGRAM_ACCURACY, ANSWER_ACCURACY_STRICT, ANSWER_ACCURACY_TOLERANT,
+                    "inference_latency_ms_avg", "inference_total_seconds")
+# Latency statistics keys (milliseconds).
+LATENCY_KEYS = ("avg", "p50", "p90", "p95", "p99", "total")
+
+TOLERANT_REL_TOL = 1e-3
+TOLERANT_ABS_TOL = 1e-9
+
+
+@dataclass(frozen=True)
+class ProgramScore:
+    """A predicted program scored the official way."""
+
+    value: float | str | None  # the executed value (rounded to 5 decimals) or None
+    reason: Reason | None  # why there is no value
+    execution_correct: bool  # executed without error and equals exe_ans
+    program_correct: bool  # symbolically equivalent to the gold program
+
+    def as_row(self) -> dict[str, Any]:
+        return {EXECUTED_VALUE: _json_value(self.value), EXECUTION_ERROR: self.reason and str(self.reason),
+                EXECUTION_CORRECT: self.execution_correct, PROGRAM_CORRECT: self.program_correct}
+
+
+@dataclass(frozen=True)
+class AnswerScore:
+    """A predicted answer (number or text) against the gold answer."""
+
+    value: float | str | None  # the prediction read as a number or yes/no; None if neither
+    strict: bool
+    tolerant: bool
+
+    def as_row(self) -> dict[str, Any]:
+        return {PREDICTED_VALUE: _json_value(self.value), ANSWER_CORRECT_STRICT: self.strict,
+                ANSWER_CORRECT_TOLERANT: self.tolerant}
+
+
+def score_program_prediction(prediction: str, example: Example) -> ProgramScore:
+    """Execution and program accuracy of one generated program, exactly as the official evaluator.
+
+    The generation is cleaned (:func:`finqa_dsl.dsl.clean_generation`) and tokenized once; the gold
+    program is tokenized as is.
+    """
+    tokens = tokenize(clean_generation(prediction))
+    execution = execute(tokens, example.table)
+    return ProgramScore(
+        value=execution.value,
+        reason=execution.reason,
+        execution_correct=execution.ok and execution.value == example.exe_ans,
+        program_correct=programs_equivalent(example.program, tokens),
+    )
+
+
+def score_answer_prediction(prediction: str, gold: float | str, *,
+                            rel_tol: float = TOLERANT_REL_TOL) -> AnswerScore:
+    """Compare a predicted answer with the gold (``exe_ans`` for the numerical target, ``qa.answer`` for
+    the answer target).
+
+    strict: the same number written plainly (``float``; ``"94.0"`` equals ``94``), compared after
+    rounding both to 5 decimals as official execution accuracy does; otherwise the same text (yes/no
+    included), surrounding whitespace aside.
+    tolerant: ``$``, ``,`` and spaces ignored; ``x%`` reads as x/100 or as x (so ``14.5%``, ``0.145`` and
+    ``14.5`` can match ``14.5%``); numbers match within ``rel_tol``, or, against a gold written as text
+    (the answer target, rounded by its annotators), when the prediction rounds to it (``0.14464`` matches
+    ``14.5%``); yes/no and other text compared case-insensitively without trailing punctuation.
+    """
+    text = clean_generation(prediction)
+    strict = _strict_match(text, gold if isinstance(gold, str) else repr(gold))
+    predicted = [value for value, _ in _readings(text)]
+    if not predicted:
+        words = _words(text)
+        tolerant = isinstance(gold, str) and words == _words(gold)
+        return AnswerScore(value=words if words in (YES, NO) else None, strict=strict, tolerant=tolerant)
+    golds = _readings(gold) if isinstance(gold, str) else [(float(gold), None)]
+    tolerant = any(
+        math.isclose(value, gold_value, rel_tol=rel_tol, abs_tol=TOLERANT_ABS_TOL)
+        or (decimals is not None and round(value, decimals) == round(gold_value, decimals))
+        for value in predicted for gold_value, decimals in golds
+    )
+    return AnswerScore(value=predicted[0], strict=strict, tolerant=tolerant)
+
+
+def score_prediction(prediction: str, example: Example, target_field: str) -> dict[str, Any]:
+    """The per-prediction fields for ``target_field``, JSON-ready (what a predictions row carries)."""
+    _check_target_field(target_field)
+    if target_field == "program":
+        row = score_program_prediction(prediction, example).as_row()
+        failed = row[EXECUTION_ERROR] or (None if row[EXECUTION_CORRECT] else WRONG_VALUE)
+    else:
+        row = score_answer_prediction(prediction, gold_target(example, target_field)).as_row()
+        failed = None if row[ANSWER_CORRECT_TOLERANT] else UNPARSEABLE if row[PREDICTED_VALUE] is None \
+            else WRONG_VALUE
+    return {**row, FAILURE_REASON: failed}
+
+
+def gold_target(example: Example, target_field: str) -> float | str | None:
+    """The gold value a ``numerical`` / ``answer`` prediction is compared with (None when absent)."""
+    return example.exe_ans if target_field == "numerical" else example.answer
+
+
+def summarize(rows: Iterable[Mapping[str, Any]], target_field: str) -> dict[str, Any]:
+    """Counts and accuracies over scored rows (each with the fields of :func:`score_prediction`).
+
+    Program metrics are None for the numerical/answer targets (no program is run); accuracies are None
+    when there are no rows.
+    """
+    _check_target_field(target_field)
+    rows = list(rows)
+    summary: dict[str, Any] = {TARGET_FIELD: target_field, N: len(rows)}
+    if target_field == "program":
+        executed, equivalent = _count(rows, EXECUTION_CORRECT), _count(rows, PROGRAM_CORRECT)
+        errors = Counter(row[EXECUTION_ERROR] for row in rows if row[EXECUTION_ERROR] is not None)
+        return {**summary, EXECUTION_CORRECT: executed, PROGRAM_CORRECT: equivalent,
+                EXECUTION_ACCURACY: _ratio(executed, rows), PROGRAM_ACCURACY: _ratio(equivalent, rows),
+                EXECUTION_ERRORS: dict(sorted(errors.items()))}
+    strict, tolerant = _count(rows, ANSWER_CORRECT_STRICT), _count(rows, ANSWER_CORRECT_TOLERANT)
+    return {**summary, EXECUTION_CORRECT: None, PROGRAM_CORRECT: None, EXECUTION_ACCURACY: None,
+            PROGRAM_ACCURACY: None, ANSWER_CORRECT_STRICT: strict, ANSWER_CORRECT_TOLERANT: tolerant,
+            ANSWER_ACCURACY_STRICT: _ratio(strict, rows), ANSWER_ACCURACY_TOLERANT: _ratio(tolerant, rows)}
+
+
+def score_predictions(predictions: Iterable[tuple[str, str]], examples: Iterable[Example],
+                      target_field: str) -> dict[str, Any]:
+    """Join ``(id, prediction text)`` pairs to gold examples by id, score and summarize them.
+
+    Ids absent from the gold are left out and counted (``n_left_out``), as are examples without the gold
+    target (``n_missing_gold``). Every joined prediction counts, duplicates included, as official does.
+    """
+    _check_target_field(target_field)
+    by_id = {example.id: example for example in examples}
+    rows, left_out, missing_gold = [], 0, 0
+    for example_id, prediction in predictions:
+        example = by_id.get(example_id)
+        if example is None:
+            left_out += 1
+        elif target_field != "program" and gold_target(example, target_field) is None:
+            missing_gold += 1
+        else:
+            rows.append(score_prediction(prediction, example, target_field))
+    return {**summarize(rows, target_field), N_LEFT_OUT: left_out, N_MISSING_GOLD: missing_gold}
+
+
+def latency_stats(latencies_ms: Sequence[float]) -> dict[str, float | None]:
+    """avg, p50, p90, p95, p99 (numpy's linear percentiles) and total, in ms; all None when empty."""
+    if len(latencies_ms) == 0:
+        return dict.fromkeys(LATENCY_KEYS)
+    values = np.asarray(latencies_ms, dtype=float)
+    p50, p90, p95, p99 = np.percentile(values, [50, 90, 95, 99])
+    return {"avg": float(values.mean()), "p50": float(p50), "p90": float(p90), "p95": float(p95),
+            "p99": float(p99), "total": float(values.sum())}
+
+
+def _check_target_field(target_field: str) -> None:
+    if target_field not in TARGET_FIELDS:
+        raise ValueError(f"target_field must be one of {', '.join(TARGET_FIELDS)}, got {target_field!r}")
+
+
+def _count(rows: list[Mapping[str, Any]], field: str) -> int:
+    try:
+        return sum(bool(row[field]) for row in rows)
+    except KeyError:
+        raise ValueError(f"a scored row lacks {field!r}: rows must carry score_prediction's fields") from None
+
+
+def _ratio(count: int, rows: list) -> float | None:
+    return count / len(rows) if rows else None
+
+
+def _json_value(value: float | str | None) -> float | str | None:
+    """Non-finite floats as text ("nan", "inf"), so rows stay valid JSON."""
+    return repr(value) if isinstance(value, float) and not math.isfinite(value) else value
+
+
+def _plain_number(text: str) -> float | None:
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _strict_match(text: str, gold_text: str) -> bool:
+    value, gold_value = _plain_number(text), _plain_number(gold_text)
+    if value is not None and gold_value is not None:
+        return round(value, 5) == round(gold_value, 5)
+    return text.strip() == gold_text.strip()
+
+
+def _readings(text: str) -> list[tuple[float, int]]:
+    """The numbers ``text`` may mean, each with the decimals it is written to: ``x`` -> [(x, d)];
+    ``x%`` -> [(x/100, d+2), (x, d)]; [] if it is not a number."""
+    compact = "".join(text.replace("$", "").replace(",", "").split())
+    digits = compact.removesuffix("%")
+    value = _plain_number(digits)
+    if value is None:
+        return []
+    decimals = len(digits.partition(".")[2]) if "e" not in digits.lower() else 5
+    return [(value / 100, decimals + 2), (value, decimals)] if compact.endswith("%") else [(value, decimals)]
+
+
+def _words(text: str) -> str:
+    return " ".join(text.lower().split()).rstrip(".!")

@@ -1,0 +1,108 @@
+"""scripts/score_predictions.py: joins, target fields, and clear messages with exit 2 for bad files."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "score_predictions.py"
+
+
+@pytest.fixture(scope="module")
+def script():
+    spec = importlib.util.spec_from_file_location("score_predictions", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def record(example_id: str, program: str, exe_ans, answer: str | None) -> dict:
+    qa = {"question": "what is it?", "program": program, "exe_ans": exe_ans}
+    if answer is not None:
+        qa["answer"] = answer
+    return {"id": example_id, "pre_text": ["a sentence ."], "post_text": [],
+            "table": [["", "2019", "2018"], ["revenue", "$ 1,200", "$ 1,000"]], "qa": qa}
+
+
+@pytest.fixture
+def gold_file(tmp_path) -> Path:
+    path = tmp_path / "gold.json"
+    path.write_text(json.dumps([
+        record("A/2019/page_1.pdf-1", "subtract(1200, 1000), divide(#0, 1000)", 0.2, "20%"),
+        record("B/2019/page_2.pdf-1", "table_max(revenue, none)", 1200.0, None),
+        record("C/2019/page_3.pdf-1", "greater(1200, 1000)", "yes", "yes"),
+    ]))
+    return path
+
+
+def write_lines(path: Path, rows: list) -> Path:
+    path.write_text("".join((row if isinstance(row, str) else json.dumps(row)) + "\n" for row in rows))
+    return path
+
+
+def run(script, capsys, *argv) -> tuple[int, dict | None, str]:
+    code = script.main([str(arg) for arg in argv])
+    out, err = capsys.readouterr()
+    return code, json.loads(out) if code == 0 else None, err
+
+
+def test_scores_program_predictions_and_counts_left_out_ids(script, capsys, gold_file, tmp_path):
+    predictions = write_lines(tmp_path / "p.jsonl", [
+        {"id": "A/2019/page_1.pdf-1", "prediction": "subtract(1200, 1000), divide(#0, 1000)<end_of_turn>"},
+        {"id": "B/2019/page_2.pdf-1", "prediction": "table_max(revenue, none)"},
+        {"id": "C/2019/page_3.pdf-1", "prediction": "greater(1000, 1200)"},
+        {"id": "Z/2019/page_9.pdf-1", "prediction": "add(1, 2)"},
+        "",
+    ])
+    code, summary, _ = run(script, capsys, predictions, "--gold", gold_file)
+    assert code == 0
+    assert summary["target_field"] == "program"
+    assert (summary["n"], summary["n_left_out"]) == (3, 1)
+    assert (summary["execution_correct"], summary["program_correct"]) == (2, 2)
+    assert summary["execution_accuracy"] == pytest.approx(2 / 3)
+
+
+def test_answer_targets_report_strict_and_tolerant(script, capsys, gold_file, tmp_path):
+    predictions = write_lines(tmp_path / "p.jsonl", [
+        {"id": "A/2019/page_1.pdf-1", "output": "0.2", "target_field": "numerical"},
+        {"id": "B/2019/page_2.pdf-1", "output": "1,200.0", "target_field": "numerical"},
+        {"id": "C/2019/page_3.pdf-1", "output": "Yes", "target_field": "numerical"},
+    ])
+    code, summary, _ = run(script, capsys, predictions, "--gold", gold_file, "--prediction_field", "output")
+    assert code == 0 and summary["target_field"] == "numerical"  # taken from the lines
+    assert (summary["answer_correct_strict"], summary["answer_correct_tolerant"]) == (1, 3)
+    assert summary["program_accuracy"] is None
+    code, summary, _ = run(script, capsys, predictions, "--gold", gold_file, "--prediction_field", "output",
+                           "--target_field", "answer")
+    assert code == 0
+    assert (summary["n"], summary["n_missing_gold"]) == (2, 1)  # B has no qa.answer
+    assert (summary["answer_correct_strict"], summary["answer_correct_tolerant"]) == (0, 2)  # 0.2 ~ "20%"
+
+
+@pytest.mark.parametrize(("lines", "message"), [
+    (["{not json"], "p.jsonl: line 1: invalid JSON"),
+    (["[1, 2]"], "p.jsonl: line 1: expected a JSON object"),
+    (["", {"prediction": "add(1, 2)"}], "p.jsonl: line 2: field 'id': expected a non-empty string"),
+    ([{"id": "A", "generation": "add(1, 2)"}], "line 1 (id A): field 'prediction': expected a string"),
+    ([{"id": "A", "prediction": None}], "field 'prediction'"),
+])
+def test_bad_prediction_files_end_with_a_clear_message(script, capsys, gold_file, tmp_path, lines, message):
+    predictions = write_lines(tmp_path / "p.jsonl", lines)
+    code, _, err = run(script, capsys, predictions, "--gold", gold_file)
+    assert code == 2
+    assert message in err
+
+
+def test_missing_files_and_bad_gold_end_with_exit_2(script, capsys, gold_file, tmp_path):
+    predictions = write_lines(tmp_path / "p.jsonl", [{"id": "A", "prediction": "add(1, 2)"}])
+    code, _, err = run(script, capsys, tmp_path / "absent.jsonl", "--gold", gold_file)
+    assert code == 2 and "absent.jsonl" in err
+    bad_gold = tmp_path / "bad_gold.json"
+    bad_gold.write_text(json.dumps([{"id": "X", "qa": {"question": "q", "program": "add(1, 2)"},
+                                     "pre_text": [], "post_text": [], "table": []}]))
+    code, _, err = run(script, capsys, predictions, "--gold", bad_gold)
+    assert code == 2
+    assert "bad_gold.json" in err and "record X" in err and "exe_ans" in err

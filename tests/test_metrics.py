@@ -43,7 +43,8 @@ def test_score_program_prediction(prediction, value, reason, execution_correct, 
 def test_program_row_is_json_ready():
     row = score_prediction("divide(1, 0)", example(), "program")
     assert row == {metrics.EXECUTED_VALUE: None, metrics.EXECUTION_ERROR: "division_by_zero",
-                   metrics.EXECUTION_CORRECT: False, metrics.PROGRAM_CORRECT: False}
+                   metrics.EXECUTION_CORRECT: False, metrics.PROGRAM_CORRECT: False,
+                   metrics.FAILURE_REASON: "division_by_zero"}
     overflowing = score_prediction("exp(10, 308), multiply(#0, 10)", example(), "program")
     assert overflowing[metrics.EXECUTED_VALUE] == "inf"
 
@@ -128,3 +129,15 @@ def test_latency_stats_match_numpy_linear_percentiles():
         assert stats[key] == pytest.approx(np.percentile(latencies, q))
     assert stats["p50"] == 101.0
     assert latency_stats([]) == dict.fromkeys(metrics.LATENCY_KEYS)
+
+
+@pytest.mark.parametrize(("prediction", "target_field", "reason"), [
+    ("subtract(5829, 5735)", "program", None),
+    ("subtract(5735, 5829)", "program", metrics.WRONG_VALUE),
+    ("subtract(5829 5735)", "program", "malformed"),
+    ("94.0", "numerical", None),
+    ("95", "numerical", metrics.WRONG_VALUE),
+    ("ninety-four", "numerical", metrics.UNPARSEABLE),
+])
+def test_failure_reason_says_why_a_prediction_is_wrong(prediction, target_field, reason):
+    assert score_prediction(prediction, example(), target_field)[metrics.FAILURE_REASON] == reason

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Gemma-3-1B-IT, full fine-tune: gold evidence plus 3 text and 1 table distractors -> FinQA DSL program.
+# Run: bash __scripts__/gemma-input_noisy_gold-output_program/script.sh [extra flags]   Outputs: __output__/gemma-input_noisy_gold-output_program/
+exec bash "$(dirname "$0")/../finetune_run.sh" --output_folder gemma-input_noisy_gold-output_program \
+  --model_name google/gemma-3-1b-it --peft none --attn_implementation eager --bf16 true \
+  --input_mode noisy_gold --target_field program \
+  --noisy_text_distractors 3 --noisy_table_distractors 1 --noisy_context_seed 0 \
+  "$@"

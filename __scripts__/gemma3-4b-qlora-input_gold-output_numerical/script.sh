@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Gemma-3-4B-IT, QLoRA (4-bit NF4, double quant) with paged 8-bit AdamW: gold evidence (gold_inds) -> executed numeric answer.
+# Run: bash __scripts__/gemma3-4b-qlora-input_gold-output_numerical/script.sh [extra flags]   Outputs: __output__/gemma3-4b-qlora-input_gold-output_numerical/
+exec bash "$(dirname "$0")/../finetune_run.sh" --output_folder gemma3-4b-qlora-input_gold-output_numerical \
+  --model_name google/gemma-3-4b-it --peft qlora --attn_implementation eager --bf16 true \
+  --bnb_4bit_quant_type nf4 --bnb_4bit_compute_dtype bfloat16 --bnb_4bit_use_double_quant true \
+  --lora_r 16 --lora_alpha 32 --lora_dropout 0.05 --learning_rate 2e-4 --optim paged_adamw_8bit \
+  --input_mode gold --target_field numerical \
+  "$@"

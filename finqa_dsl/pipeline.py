@@ -1,0 +1,202 @@
+"""One run of the driver: data -> prompts -> (train) -> (eval) -> (test inference, scoring) -> reports."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from finqa_dsl import run_files
+from finqa_dsl.arguments import (
+    OUTPUT_ROOT,
+    DataArguments,
+    GenerationArguments,
+    ModelArguments,
+    RunArguments,
+    validate,
+)
+from finqa_dsl.context import ContextConfig
+from finqa_dsl.data import Example, load_examples
+from finqa_dsl.dsl import clean_generation
+from finqa_dsl.io import atomic_write_json, atomic_write_jsonl, read_jsonl_tolerant
+from finqa_dsl.metrics import latency_stats, score_prediction, summarize
+from finqa_dsl.prompts import build_prompt_records, select_few_shot
+from finqa_dsl.reporting import (
+    Timing,
+    WandbReporter,
+    plot_latency_histogram,
+    plot_loss_curves,
+    resolve_run_folder,
+)
+
+logger = logging.getLogger(__name__)
+
+
+def run(model_args: ModelArguments, data_args: DataArguments, gen_args: GenerationArguments,
+        run_args: RunArguments, training_args) -> Path:
+    """Execute the run that the parsed command line describes; return its run folder."""
+    validate(model_args, data_args, gen_args, run_args, training_args)
+    from finqa_dsl.modeling import check_precision, load_model, load_tokenizer, resolve_model_name
+
+    check_precision(bf16=training_args.bf16, fp16=training_args.fp16, torch_dtype=model_args.torch_dtype,
+                    compute_dtype=model_args.bnb_4bit_compute_dtype if model_args.peft == "qlora" else None)
+
+    model_name = resolve_model_name(model_args.model_name)
+    all_args = {**_flat_args(model_args, data_args, gen_args, run_args, training_args),
+                "resolved_model_name": str(model_name)}
+    name = run_args.output_folder or default_folder_name(model_name, data_args)
+    folder = resolve_run_folder(OUTPUT_ROOT, name, all_args)
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(folder / run_files.ARGS, {**all_args, "resolved_output_dir": str(folder)})
+    logger.info("Run folder: %s", folder)
+    _configure_training_output(training_args, folder, run_args)
+
+    tokenizer = load_tokenizer(model_name)
+    context_config = ContextConfig(
+        input_mode=data_args.input_mode,
+        text_distractors=data_args.noisy_text_distractors,
+        table_distractors=data_args.noisy_table_distractors,
+        seed=data_args.noisy_context_seed,
+    )
+    few_shot = _few_shot_examples(data_args, context_config)
+
+    def records_for(path: str, limit: int, max_prompt_tokens: int | None):
+        examples = _first(load_examples(path), limit)
+        records, stats = build_prompt_records(
+            examples, target_field=data_args.target_field, context_config=context_config,
+            tokenizer=tokenizer, max_prompt_tokens=max_prompt_tokens, few_shot=few_shot,
+        )
+        return examples, records, stats
+
+    prompt_budget = model_args.max_seq_length - gen_args.generation_max_new_tokens
+    timing = Timing()
+    model = load_model(
+        model_name, peft=model_args.peft if training_args.do_train else "none",
+        lora_r=model_args.lora_r, lora_alpha=model_args.lora_alpha, lora_dropout=model_args.lora_dropout,
+        lora_target_modules=model_args.lora_target_modules,
+        bnb_4bit_quant_type=model_args.bnb_4bit_quant_type,
+        bnb_4bit_compute_dtype=model_args.bnb_4bit_compute_dtype,
+        bnb_4bit_use_double_quant=model_args.bnb_4bit_use_double_quant,
+        torch_dtype=model_args.torch_dtype, attn_implementation=model_args.attn_implementation,
+        gradient_checkpointing=training_args.gradient_checkpointing and training_args.do_train,
+        quantize_4bit=model_args.peft == "qlora",
+    )
+    wandb = WandbReporter(run_args.wandb_project, run_args.wandb_mode, run_args.wandb_run_name or folder.name,
+                          folder, all_args)
+    results: dict[str, Any] = {}
+    if training_args.do_train or training_args.do_eval:
+        from finqa_dsl.training import train_and_evaluate
+
+        train = records_for(data_args.train_file, data_args.max_train_samples, prompt_budget)[1:] \
+            if training_args.do_train else (None, None)
+        evaluation = records_for(data_args.eval_file, data_args.max_eval_samples, prompt_budget)[1:] \
+            if training_args.do_eval else (None, None)
+        results.update(train_and_evaluate(
+            model, tokenizer, training_args, folder, timing,
+            train_records=train[0], eval_records=evaluation[0], max_length=model_args.max_seq_length,
+        ))
+        results["train_prompt_truncation"] = dataclasses.asdict(train[1]) if train[1] else None
+        plot_loss_curves(folder)
+    if run_args.do_test:
+        examples, records, truncation = records_for(data_args.test_file, data_args.max_test_samples, prompt_budget)
+        with timing.phase("test_inference"):
+            generation_stats = _generate_test_predictions(model, tokenizer, examples, records, gen_args,
+                                                          data_args.target_field, folder)
+        results = {**results, **_write_test_metrics(folder, data_args, gen_args, generation_stats,
+                                                    truncation, timing)}
+        wandb.log({f"test/{k}": v for k, v in results.items() if isinstance(v, int | float)})
+    timing_values = timing.write(folder)
+    wandb.log({f"timing/{k}": v for k, v in timing_values.items()})
+    wandb.finish()
+    return folder
+
+
+def default_folder_name(model_name: str | os.PathLike, data_args: DataArguments) -> str:
+    """``<model>-input_<mode>-output_<target>`` as the seed's run folders are named."""
+    model = Path(str(model_name).rstrip("/")).name.lower().replace(".", "-")
+    return f"{model}-input_{data_args.input_mode}-output_{data_args.target_field}"
+
+
+def _flat_args(*groups) -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for group in groups:
+        values = group.to_dict() if hasattr(group, "to_dict") else dataclasses.asdict(group)
+        flat.update(values)
+    return json.loads(json.dumps(flat, default=str))
+
+
+def _configure_training_output(training_args, folder: Path, run_args: RunArguments) -> None:
+    training_args.output_dir = str(folder / run_files.CHECKPOINTS)
+    if run_args.wandb_project and run_args.wandb_mode != "disabled":
+        os.environ["WANDB_PROJECT"] = run_args.wandb_project
+        os.environ["WANDB_MODE"] = run_args.wandb_mode
+        os.environ.setdefault("WANDB_DIR", str(folder))
+        if "wandb" not in training_args.report_to:
+            training_args.report_to = [*training_args.report_to, "wandb"]
+        training_args.run_name = run_args.wandb_run_name or folder.name
+
+
+def _first(examples: list[Example], limit: int) -> list[Example]:
+    return examples[:limit] if limit else examples
+
+
+def _few_shot_examples(data_args: DataArguments, context_config: ContextConfig) -> list[Example]:
+    if not data_args.few_shot_k:
+        return []
+    return select_few_shot(load_examples(data_args.train_file), data_args.few_shot_k,
+                           target_field=data_args.target_field, context_config=context_config)
+
+
+def _generate_test_predictions(model, tokenizer, examples, records, gen_args: GenerationArguments,
+                               target_field: str, folder: Path):
+    from finqa_dsl.generation import GenerationSettings, generate_to_file
+
+    by_id = {example.id: example for example in examples}
+
+    def score(record, generation: str) -> dict[str, Any]:
+        example = by_id[record.id]
+        parsed = clean_generation(generation) if target_field == "program" else generation.strip()
+        return {"parsed_prediction": parsed, "target": record.target, "gold_program": example.program,
+                "gold_exe_ans": example.exe_ans, "gold_answer": example.answer,
+                **score_prediction(generation, example, target_field)}
+
+    settings = GenerationSettings(
+        max_new_tokens=gen_args.generation_max_new_tokens, num_beams=gen_args.generation_num_beams,
+        temperature=gen_args.generation_temperature, top_p=gen_args.generation_top_p,
+        do_sample=gen_args.generation_do_sample, batch_size=gen_args.inference_batch_size,
+    )
+    return generate_to_file(model, tokenizer, records, folder / run_files.TEST_PREDICTIONS,
+                            settings=settings, annotate=score)
+
+
+def _write_test_metrics(folder: Path, data_args: DataArguments, gen_args: GenerationArguments,
+                        generation_stats, truncation, timing: Timing) -> dict[str, Any]:
+    rows = read_jsonl_tolerant(folder / run_files.TEST_PREDICTIONS)
+    latencies = [row["latency_ms"] for row in rows]
+    latency_mode = rows[0]["latency_mode"] if rows else "per_example"
+    atomic_write_jsonl(folder / run_files.TEST_LATENCIES,
+                       ({"id": row["id"], "latency_ms": row["latency_ms"]} for row in rows))
+    stats = latency_stats(latencies)
+    metrics: dict[str, Any] = {
+        **summarize(rows, data_args.target_field),
+        "inference_total_seconds": timing.values["test_inference_duration_seconds"],
+        **{f"inference_latency_ms_{key}": value for key, value in stats.items() if key != "total"},
+        "inference_latency_mode": latency_mode,
+        "inference_batch_size": gen_args.inference_batch_size,
+        "inference_examples_resumed": generation_stats.skipped,
+        "inference_new_tokens": generation_stats.new_tokens,
+        "latency_file": str(folder / run_files.TEST_LATENCIES),
+        "output_jsonl": str(folder / run_files.TEST_PREDICTIONS),
+        "prompts_truncated": truncation.truncated,
+        "prompts_over_length": truncation.over_length,
+        "target_field": data_args.target_field,
+        "input_mode": data_args.input_mode,
+        "test_file": data_args.test_file,
+        **{k: v for k, v in dataclasses.asdict(gen_args).items() if k.startswith("generation_")},
+    }
+    atomic_write_json(folder / run_files.TEST_METRICS, metrics)
+    plot_latency_histogram(latencies, folder, mode=latency_mode)
+    return metrics

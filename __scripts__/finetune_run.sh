@@ -17,7 +17,7 @@ exec "$python" scripts/finetune.py \
   --gradient_accumulation_steps 4 \
   --learning_rate 2e-5 \
   --lr_scheduler_type cosine \
-  --warmup_ratio 0.03 \
+  --warmup_steps 0.03 \
   --weight_decay 0.01 \
   --logging_steps 10 \
   --eval_strategy steps --eval_steps 200 \

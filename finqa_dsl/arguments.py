@@ -64,6 +64,9 @@ class DataArguments:
     max_eval_samples: int = field(default=0, metadata={"help": "Use the first N eval examples (0: all)."})
     max_test_samples: int = field(default=0, metadata={"help": "Use the first N test examples (0: all)."})
     few_shot_k: int = field(default=0, metadata={"help": "Exemplars from the train file put in every prompt."})
+    task_instruction: str = field(
+        default="", metadata={"help": "Instruction text replacing the built-in one of the target (empty: built-in)."}
+    )
 
 
 @dataclass

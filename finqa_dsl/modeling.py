@@ -242,3 +242,17 @@ def _attach_lora(model, r: int, alpha: int, dropout: float, target_modules: str)
                         target_modules=parse_target_modules(target_modules),
                         exclude_modules=NON_TEXT_MODULES if has_non_text else None)
     return get_peft_model(model, config)
+
+
+def prepare_for_inference(model):
+    """The model ready to generate: LoRA weights merged into an unquantised base (the same function,
+    without the adapter's extra matmuls), the KV cache on, and on this process's GPU when one exists and
+    the model was not placed at load time."""
+    from peft import PeftModel
+
+    if isinstance(model, PeftModel) and not getattr(model, "is_loaded_in_4bit", False):
+        model = model.merge_and_unload()
+    model.config.use_cache = True
+    if torch.cuda.is_available() and getattr(model, "hf_device_map", None) is None:
+        model = model.to(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}")
+    return model.eval()

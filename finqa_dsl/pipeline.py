@@ -39,7 +39,13 @@ def run(model_args: ModelArguments, data_args: DataArguments, gen_args: Generati
         run_args: RunArguments, training_args) -> Path:
     """Execute the run that the parsed command line describes; return its run folder."""
     validate(model_args, data_args, gen_args, run_args, training_args)
-    from finqa_dsl.modeling import check_precision, load_model, load_tokenizer, resolve_model_name
+    from finqa_dsl.modeling import (
+        check_precision,
+        load_model,
+        load_tokenizer,
+        prepare_for_inference,
+        resolve_model_name,
+    )
 
     check_precision(bf16=training_args.bf16, fp16=training_args.fp16, torch_dtype=model_args.torch_dtype,
                     compute_dtype=model_args.bnb_4bit_compute_dtype if model_args.peft == "qlora" else None)
@@ -68,6 +74,7 @@ def run(model_args: ModelArguments, data_args: DataArguments, gen_args: Generati
         records, stats = build_prompt_records(
             examples, target_field=data_args.target_field, context_config=context_config,
             tokenizer=tokenizer, max_prompt_tokens=max_prompt_tokens, few_shot=few_shot,
+            instruction=data_args.task_instruction or None,
         )
         return examples, records, stats
 
@@ -102,6 +109,7 @@ def run(model_args: ModelArguments, data_args: DataArguments, gen_args: Generati
         plot_loss_curves(folder)
     if run_args.do_test:
         examples, records, truncation = records_for(data_args.test_file, data_args.max_test_samples, prompt_budget)
+        model = prepare_for_inference(model)
         with timing.phase("test_inference"):
             generation_stats = _generate_test_predictions(model, tokenizer, examples, records, gen_args,
                                                           data_args.target_field, folder)

@@ -113,16 +113,17 @@ def target_text(example: Example, target_field: str) -> str:
 
 
 def build_messages(question: str, context_text: str, target_field: str, few_shot: Sequence[Exemplar] = (),
-                   *, use_system_role: bool = True) -> list[dict]:
+                   *, use_system_role: bool = True, instruction: str | None = None) -> list[dict]:
     """Chat messages: the instruction (as a system message, or leading the first user message), the
-    few-shot exemplars as earlier user/assistant turns, then the question."""
+    few-shot exemplars as earlier user/assistant turns, then the question. ``instruction`` replaces the
+    built-in one of ``target_field``."""
     _check_target_field(target_field)
     turns: list[dict] = []
     for exemplar in few_shot:
         turns.append({"role": "user", "content": _user_content(exemplar.question, exemplar.context)})
         turns.append({"role": "assistant", "content": exemplar.target})
     turns.append({"role": "user", "content": _user_content(question, context_text)})
-    instruction = INSTRUCTIONS[target_field]
+    instruction = instruction or INSTRUCTIONS[target_field]
     if use_system_role:
         return [{"role": "system", "content": instruction}, *turns]
     turns[0] = {"role": "user", "content": f"{instruction}\n\n{turns[0]['content']}"}
@@ -191,6 +192,7 @@ def select_few_shot(examples: Sequence[Example], k: int, *, target_field: str, c
 def build_prompt_records(
     examples: Sequence[Example], *, target_field: str, context_config: ContextConfig, tokenizer=None,
     max_prompt_tokens: int | None = None, few_shot: Sequence[Example] = (), use_system_role: bool = True,
+    instruction: str | None = None,
 ) -> tuple[list[PromptRecord], TruncationStats]:
     """Prompt and target for every example, with ``few_shot`` examples (see ``select_few_shot``) solved
     before the question; an example is never its own exemplar. With ``max_prompt_tokens`` (needs
@@ -204,7 +206,7 @@ def build_prompt_records(
     def prompt_for(example: Example, context: Context) -> str:
         exemplars = [shot for shot in shots if shot.id != example.id]
         messages = build_messages(example.question, context.render(), target_field, exemplars,
-                                  use_system_role=use_system_role)
+                                  use_system_role=use_system_role, instruction=instruction)
         return render_prompt(messages, tokenizer)
 
     targets = [target_text(example, target_field) for example in examples]

@@ -247,3 +247,9 @@ def test_the_data_layer_imports_no_torch_or_transformers():
             "print(sorted({'torch', 'transformers'} & set(sys.modules)))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_task_instruction_replaces_the_built_in_one():
+    messages = build_messages("what is x?", "| x | 1 |", "program", instruction="Write the program.")
+    assert messages[0] == {"role": "system", "content": "Write the program."}
+    assert INSTRUCTIONS["program"] not in str(messages)

@@ -89,6 +89,11 @@ class RunArguments:
         metadata={"help": "Run folder name under __output__/. Default: <model>-input_<mode>-output_<target>."},
     )
     do_test: bool = field(default=False, metadata={"help": "Generate, execute and score the test file."})
+    padding_free: bool = field(
+        default=False,
+        metadata={"help": "Train on each batch flattened into one unpadded row (exact). Default: pad to the "
+                          "longest in a length-grouped batch, faster on CPU/sdpa (BENCHMARKS.md)."},
+    )
     wandb_project: str | None = field(default=None, metadata={"help": "Log to this W&B project."})
     wandb_mode: str = field(default="online", metadata={"help": "online | offline | disabled."})
     wandb_run_name: str | None = field(default=None, metadata={"help": "W&B run name (default: folder)."})

@@ -104,6 +104,7 @@ def run(model_args: ModelArguments, data_args: DataArguments, gen_args: Generati
         results.update(train_and_evaluate(
             model, tokenizer, training_args, folder, timing,
             train_records=train[0], eval_records=evaluation[0], max_length=model_args.max_seq_length,
+            padding_free=run_args.padding_free,
         ))
         results["train_prompt_truncation"] = dataclasses.asdict(train[1]) if train[1] else None
         plot_loss_curves(folder)

@@ -1,0 +1,152 @@
+"""Batched, timed test inference that streams each finished prediction to disk and resumes after a crash.
+
+Prompts are encoded by :func:`finqa_dsl.prompts.encode_prompt` (as in training), sorted longest first (an
+out-of-memory error shows in the first batch, and batches hold prompts of similar length), left-padded with an
+attention mask (generate derives position ids from it), and decoded from the new tokens only. Generation stops
+at the chat template's end-of-turn token and at eos.
+
+Decoding follows :class:`GenerationSettings`: the sampling values and repetition penalty in the model's own
+``generation_config`` are overridden, so greedy is plain greedy on every model.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+from transformers import GenerationConfig
+
+from finqa_dsl.io import JsonlAppender, read_jsonl_tolerant
+from finqa_dsl.prompts import encode_prompt
+from finqa_dsl.training import end_of_turn_token, pad_token_id
+
+PER_EXAMPLE = "per_example"  # batch size 1: latency_ms is the example's own single-stream latency
+BATCH_WALL_TIME = "batch_wall_time"  # batch size > 1: latency_ms is the wall time of the example's batch
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """Decoding knobs (the seed's ``--generation_*`` flags) and the inference batch size."""
+
+    max_new_tokens: int = 128
+    num_beams: int = 1
+    do_sample: bool = False
+    temperature: float = 1.0
+    top_p: float = 1.0
+    batch_size: int = 16
+
+    @property
+    def latency_mode(self) -> str:
+        return PER_EXAMPLE if self.batch_size == 1 else BATCH_WALL_TIME
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One finished generation."""
+
+    text: str  # new tokens only, special tokens skipped, stripped
+    new_tokens: int  # up to and including the stop token
+    latency_ms: float  # see PER_EXAMPLE / BATCH_WALL_TIME
+    latency_mode: str
+    batch_size: int  # members of the batch it was generated in
+
+
+@dataclass(frozen=True)
+class GenerationStats:
+    generated: int
+    skipped: int  # already in the output file from an earlier, interrupted run
+    seconds: float
+    new_tokens: int
+
+
+def stop_token_ids(model, tokenizer) -> list[int]:
+    """End-of-turn, the tokenizer's eos and the model's own eos ids, without duplicates."""
+    model_eos = model.generation_config.eos_token_id
+    model_eos = [] if model_eos is None else [model_eos] if isinstance(model_eos, int) else list(model_eos)
+    ids = [tokenizer.convert_tokens_to_ids(end_of_turn_token(tokenizer)), tokenizer.eos_token_id, *model_eos]
+    return list(dict.fromkeys(i for i in ids if i is not None))
+
+
+def generation_config(model, tokenizer, settings: GenerationSettings) -> GenerationConfig:
+    """The GenerationConfig for ``settings``. Values set here override the model's generation_config; the
+    sampling values are set only when sampling (top_k=0: no top-k cut)."""
+    sampling = {"temperature": settings.temperature, "top_p": settings.top_p, "top_k": 0}
+    return GenerationConfig(
+        max_new_tokens=settings.max_new_tokens, num_beams=settings.num_beams, do_sample=settings.do_sample,
+        repetition_penalty=1.0, eos_token_id=stop_token_ids(model, tokenizer),
+        pad_token_id=pad_token_id(tokenizer), **(sampling if settings.do_sample else {}),
+    )
+
+
+def generate(model, tokenizer, records: Sequence,
+             settings: GenerationSettings) -> Iterator[tuple[Any, Generation]]:
+    """Yield ``(record, Generation)`` for every record (``.id``, ``.prompt``), batch after batch, longest
+    prompts first, with a progress bar in examples/s."""
+    config = generation_config(model, tokenizer, settings)
+    stops = set(config.eos_token_id)
+    encoded = [encode_prompt(record.prompt, tokenizer) for record in records]
+    order = sorted(range(len(records)), key=lambda i: -len(encoded[i]))
+    device = next(model.parameters()).device
+    model.eval()
+    with tqdm(total=len(records), unit="ex", desc="generate") as progress, torch.inference_mode():
+        for start in range(0, len(order), settings.batch_size):
+            members = order[start:start + settings.batch_size]
+            began = time.perf_counter()
+            input_ids, attention_mask = _left_pad([encoded[i] for i in members], config.pad_token_id)
+            output = model.generate(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device),
+                                    generation_config=config)
+            new = output[:, input_ids.shape[1]:].tolist()
+            lengths = [_length_to_stop(ids, stops) for ids in new]
+            texts = [tokenizer.decode(ids[:n], skip_special_tokens=True).strip()
+                     for ids, n in zip(new, lengths, strict=True)]
+            latency_ms = (time.perf_counter() - began) * 1000
+            for i, text, n in zip(members, texts, lengths, strict=True):
+                yield records[i], Generation(text, n, latency_ms, settings.latency_mode, len(members))
+            progress.update(len(members))
+
+
+def generate_to_file(model, tokenizer, records: Sequence, path: str | os.PathLike, *,
+                     settings: GenerationSettings,
+                     annotate: Callable[[Any, str], dict[str, Any]] | None = None) -> GenerationStats:
+    """Generate for the records whose id is not yet in ``path`` and append one JSON line per finished
+    example: ``id, question, prompt, generation, new_tokens, latency_ms, latency_mode, batch_size``, plus
+    what ``annotate(record, generation_text)`` returns (the driver's executed value and scores). Every line
+    is flushed as it is written, so an interrupted run loses nothing written and a rerun skips those ids."""
+    done = {row["id"] for row in read_jsonl_tolerant(path)}
+    todo = [record for record in records if record.id not in done]
+    began, new_tokens = time.perf_counter(), 0
+    with JsonlAppender(path) as appender:
+        for record, generation in generate(model, tokenizer, todo, settings):
+            row = {"id": record.id, "question": record.question, "prompt": record.prompt,
+                   "generation": generation.text, "new_tokens": generation.new_tokens,
+                   "latency_ms": generation.latency_ms, "latency_mode": generation.latency_mode,
+                   "batch_size": generation.batch_size}
+            if annotate is not None:
+                row.update(annotate(record, generation.text))
+            appender.write(row)
+            new_tokens += generation.new_tokens
+    return GenerationStats(generated=len(todo), skipped=len(records) - len(todo),
+                           seconds=time.perf_counter() - began, new_tokens=new_tokens)
+
+
+def _left_pad(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    longest = max(len(ids) for ids in sequences)
+    input_ids = torch.full((len(sequences), longest), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(sequences), longest), dtype=torch.long)
+    for row, ids in enumerate(sequences):
+        input_ids[row, longest - len(ids):] = torch.tensor(ids, dtype=torch.long)
+        attention_mask[row, longest - len(ids):] = 1
+    return input_ids, attention_mask
+
+
+def _length_to_stop(ids: list[int], stops: set[int]) -> int:
+    """Tokens generated up to and including the first stop token (all of them when none stops)."""
+    for position, token in enumerate(ids):
+        if token in stops:
+            return position + 1
+    return len(ids)

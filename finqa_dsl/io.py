@@ -58,7 +58,7 @@ class JsonlAppender:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         _drop_torn_last_line(self.path)
-        self._handle = open(self.path, "a", encoding="utf-8")
+        self._handle = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 (held open until close())
 
     def write(self, row: dict) -> None:
         self._handle.write(json.dumps(row, ensure_ascii=False) + "\n")

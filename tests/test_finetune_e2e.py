@@ -82,7 +82,7 @@ def test_train_and_test_write_every_output(in_tmp, tiny_model_dir, peft, target_
     logged = [json.loads(line) for line in (folder / run_files.METRICS).read_text().splitlines()]
     assert any("loss" in row for row in logged)
     predictions = [json.loads(line) for line in (folder / run_files.TEST_PREDICTIONS).read_text().splitlines()]
-    assert len(predictions) == 4 and all(PREDICTION_FIELDS <= row.keys() for row in predictions)
+    assert len(predictions) == 4 and all(row.keys() >= PREDICTION_FIELDS for row in predictions)
     metrics = json.loads((folder / run_files.TEST_METRICS).read_text())
     assert metrics["n"] == 4
     headline = ["execution_accuracy", "program_accuracy"] if target_field == "program" else \

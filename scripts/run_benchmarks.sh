@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Run every benchmark of BENCHMARKS.md and keep their JSON results in __output__/benchmarks/.
+# Run it on an otherwise idle machine: the numbers are throughputs and ratios taken in one run.
+set -euo pipefail
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$repo"
+python=$(bash scripts/setup_env.sh)
+"$python" scripts/prepare_default_model.py --no_check >&2
+out=__output__/benchmarks
+mkdir -p "$out"
+"$python" scripts/benchmark_scoring.py | tee "$out/scoring.jsonl"
+"$python" scripts/benchmark_prompts.py | tee "$out/prompts.json"
+"$python" scripts/benchmark_inference.py --batch_size 16 | tee "$out/inference.json"
+"$python" scripts/benchmark_training.py | tee "$out/training.json"

@@ -143,8 +143,9 @@ def _configure_training_output(training_args, folder: Path, run_args: RunArgumen
         os.environ["WANDB_PROJECT"] = run_args.wandb_project
         os.environ["WANDB_MODE"] = run_args.wandb_mode
         os.environ.setdefault("WANDB_DIR", str(folder))
-        if "wandb" not in training_args.report_to:
-            training_args.report_to = [*training_args.report_to, "wandb"]
+        reporters = [training_args.report_to] if isinstance(training_args.report_to, str) \
+            else list(training_args.report_to or [])
+        training_args.report_to = [r for r in reporters if r not in ("none", "wandb")] + ["wandb"]
         training_args.run_name = run_args.wandb_run_name or folder.name
 
 

@@ -148,3 +148,15 @@ def test_bad_flags_fail_before_any_model_loads(in_tmp, capsys, flags, message):
     # A model name that cannot load proves that the error comes first.
     assert finetune(in_tmp, "--model_name", "/nonexistent/model", *flags) == 2
     assert message in capsys.readouterr().err
+
+
+def test_wandb_offline_logs_training_and_test_metrics(in_tmp, tiny_model_dir, monkeypatch):
+    monkeypatch.delenv("WANDB_DIR", raising=False)
+    assert finetune(in_tmp, "--model_name", str(tiny_model_dir), "--peft", "lora", "--do_train", "--do_test",
+                    "--output_folder", "logged", "--wandb_project", "finqa-test", "--wandb_mode", "offline") == 0
+    runs = list((run_folder(in_tmp, "logged") / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1, "one offline W&B run, shared by the Trainer and the test metrics"
+    (records,) = runs[0].glob("*.wandb")  # the offline run's log; its protobuf records hold the keys verbatim
+    logged = records.read_bytes()
+    for key in (b"train/loss", b"test/execution_accuracy", b"timing/test_inference_duration_seconds"):
+        assert key in logged

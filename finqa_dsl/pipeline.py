@@ -93,20 +93,23 @@ def run(model_args: ModelArguments, data_args: DataArguments, gen_args: Generati
     )
     wandb = WandbReporter(run_args.wandb_project, run_args.wandb_mode, run_args.wandb_run_name or folder.name,
                           folder, all_args)
-    results: dict[str, Any] = {}
     if training_args.do_train or training_args.do_eval:
         from finqa_dsl.training import train_and_evaluate
 
-        train = records_for(data_args.train_file, data_args.max_train_samples, prompt_budget)[1:] \
-            if training_args.do_train else (None, None)
-        evaluation = records_for(data_args.eval_file, data_args.max_eval_samples, prompt_budget)[1:] \
-            if training_args.do_eval else (None, None)
-        results.update(train_and_evaluate(
+        train = records_for(data_args.train_file, data_args.max_train_samples, prompt_budget) \
+            if training_args.do_train else None
+        evaluation = records_for(data_args.eval_file, data_args.max_eval_samples, prompt_budget) \
+            if training_args.do_eval else None
+        results = train_and_evaluate(
             model, tokenizer, training_args, folder, timing,
-            train_records=train[0], eval_records=evaluation[0], max_length=model_args.max_seq_length,
-            padding_free=run_args.padding_free,
-        ))
-        results["train_prompt_truncation"] = dataclasses.asdict(train[1]) if train[1] else None
+            train_records=train and train[1], eval_records=evaluation and evaluation[1],
+            max_length=model_args.max_seq_length, padding_free=run_args.padding_free,
+        )
+        atomic_write_json(folder / run_files.TRAIN_METRICS, {
+            **results, **{k: v for k, v in timing.values.items() if k.startswith(("train", "eval"))},
+            "train_prompt_truncation": train and train[2].as_dict(),
+            "eval_prompt_truncation": evaluation and evaluation[2].as_dict(),
+        })
         plot_loss_curves(folder)
     if run_args.do_test:
         examples, records, truncation = records_for(data_args.test_file, data_args.max_test_samples, prompt_budget)
@@ -114,9 +117,8 @@ def run(model_args: ModelArguments, data_args: DataArguments, gen_args: Generati
         with timing.phase("test_inference"):
             generation_stats = _generate_test_predictions(model, tokenizer, examples, records, gen_args,
                                                           data_args.target_field, folder)
-        results = {**results, **_write_test_metrics(folder, data_args, gen_args, generation_stats,
-                                                    truncation, timing)}
-        wandb.log({f"test/{k}": v for k, v in results.items() if isinstance(v, int | float)})
+        metrics = _write_test_metrics(folder, data_args, gen_args, generation_stats, truncation, timing)
+        wandb.log({f"test/{k}": v for k, v in metrics.items() if isinstance(v, int | float)})
     timing_values = timing.write(folder)
     wandb.log({f"timing/{k}": v for k, v in timing_values.items()})
     wandb.finish()

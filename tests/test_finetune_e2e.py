@@ -79,6 +79,8 @@ def test_train_and_test_write_every_output(in_tmp, tiny_model_dir, peft, target_
     assert (args["peft"], args["target_field"], args["input_mode"]) == (peft, target_field, input_mode)
     assert (folder / run_files.FINAL_MODEL).is_dir()
     assert (folder / run_files.TRAIN_LOSS_LOG).read_text().strip()
+    trained = json.loads((folder / run_files.TRAIN_METRICS).read_text())
+    assert trained["train_encoding"]["kept"] == 8 and trained["train_prompt_truncation"]["examples"] == 8
     logged = [json.loads(line) for line in (folder / run_files.METRICS).read_text().splitlines()]
     assert any("loss" in row for row in logged)
     predictions = [json.loads(line) for line in (folder / run_files.TEST_PREDICTIONS).read_text().splitlines()]

@@ -25,6 +25,7 @@ from finqa_dsl.modeling import (
     load_model,
     load_tokenizer,
     parse_target_modules,
+    prepare_for_inference,
     resolve_compute_dtype,
 )
 
@@ -142,6 +143,21 @@ def test_saved_adapter_reloads_for_eval_with_the_same_logits(tiny_llama_dir, bat
     assert not any(p.requires_grad for p in reloaded.parameters())
     torch.testing.assert_close(eval_logits(reloaded, batch), eval_logits(model, batch), rtol=0, atol=1e-6)
     assert not torch.allclose(eval_logits(reloaded, batch), eval_logits(load_model(tiny_llama_dir), batch))
+
+
+@pytest.mark.parametrize("quantize", [False, True], ids=["lora", "qlora"])
+def test_prepare_for_inference_keeps_the_trained_function(tiny_llama_dir, batch, quantize):
+    model = load_model(tiny_llama_dir, peft="qlora" if quantize else "lora", lora_r=4, lora_alpha=8,
+                       lora_dropout=0.0, gradient_checkpointing=True)
+    train_one_step(model, batch)
+    trained = eval_logits(model, batch)
+
+    ready = prepare_for_inference(model)
+
+    has_lora = any("lora_" in name for name, _ in ready.named_parameters())
+    assert has_lora is quantize  # LoRA merged into a float base; a 4-bit base keeps its adapter
+    assert ready.config.use_cache and not ready.training
+    torch.testing.assert_close(eval_logits(ready, batch), trained, rtol=0, atol=1e-5)
 
 
 def test_saved_adapter_keeps_training_with_peft_lora(tiny_llama_dir, batch, tmp_path):

@@ -117,8 +117,9 @@ def run(model_args: ModelArguments, data_args: DataArguments, gen_args: Generati
         with timing.phase("test_inference"):
             generation_stats = _generate_test_predictions(model, tokenizer, examples, records, gen_args,
                                                           data_args.target_field, folder)
-        metrics = _write_test_metrics(folder, data_args, gen_args, generation_stats, truncation, timing)
+        metrics, latencies = _write_test_metrics(folder, data_args, gen_args, generation_stats, truncation, timing)
         wandb.log({f"test/{k}": v for k, v in metrics.items() if isinstance(v, int | float)})
+        wandb.log_latency_histogram(latencies)
     timing_values = timing.write(folder)
     wandb.log({f"timing/{k}": v for k, v in timing_values.items()})
     wandb.finish()
@@ -185,7 +186,8 @@ def _generate_test_predictions(model, tokenizer, examples, records, gen_args: Ge
 
 
 def _write_test_metrics(folder: Path, data_args: DataArguments, gen_args: GenerationArguments,
-                        generation_stats, truncation, timing: Timing) -> dict[str, Any]:
+                        generation_stats, truncation, timing: Timing) -> tuple[dict[str, Any], list[float]]:
+    """Write test_metrics.json, the latency file and histogram; return the metrics and the latencies."""
     rows = read_jsonl_tolerant(folder / run_files.TEST_PREDICTIONS)
     latencies = [row["latency_ms"] for row in rows]
     latency_mode = rows[0]["latency_mode"] if rows else "per_example"
@@ -211,4 +213,4 @@ def _write_test_metrics(folder: Path, data_args: DataArguments, gen_args: Genera
     }
     atomic_write_json(folder / run_files.TEST_METRICS, metrics)
     plot_latency_histogram(latencies, folder, mode=latency_mode)
-    return metrics
+    return metrics, latencies

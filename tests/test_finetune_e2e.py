@@ -160,5 +160,6 @@ def test_wandb_offline_logs_training_and_test_metrics(in_tmp, tiny_model_dir, mo
     assert len(runs) == 1, "one offline W&B run, shared by the Trainer and the test metrics"
     (records,) = runs[0].glob("*.wandb")  # the offline run's log; its protobuf records hold the keys verbatim
     logged = records.read_bytes()
-    for key in (b"train/loss", b"test/execution_accuracy", b"timing/test_inference_duration_seconds"):
+    for key in (b"train/loss", b"test/execution_accuracy", b"timing/test_inference_duration_seconds",
+                b"test/latency_ms"):
         assert key in logged

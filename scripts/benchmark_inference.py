@@ -23,10 +23,12 @@ sys.path.insert(0, str(REPO))
 import torch  # noqa: E402
 from benchmark_training import load_model_and_tokenizer  # noqa: E402
 
-from finqa_dsl.context import ContextConfig  # noqa: E402
-from finqa_dsl.data import load_examples  # noqa: E402
-from finqa_dsl.generation import GenerationSettings, generate, generation_config  # noqa: E402
-from finqa_dsl.prompts import build_prompt_records, encode_prompt  # noqa: E402
+from finqa_dsl.core.chat import encode_prompt  # noqa: E402
+from finqa_dsl.core.context import ContextConfig  # noqa: E402
+from finqa_dsl.core.data import load_examples  # noqa: E402
+from finqa_dsl.core.prompts import build_prompt_records  # noqa: E402
+from finqa_dsl.inference.backend import GenerationSettings  # noqa: E402
+from finqa_dsl.inference.hf import generate, generation_config  # noqa: E402
 
 
 def main() -> None:

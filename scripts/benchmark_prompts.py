@@ -17,9 +17,9 @@ import time
 from itertools import cycle, islice
 from pathlib import Path
 
-from finqa_dsl.context import INPUT_MODES, ContextConfig
-from finqa_dsl.data import Example, load_examples
-from finqa_dsl.prompts import build_prompt_records
+from finqa_dsl.core.context import INPUT_MODES, ContextConfig
+from finqa_dsl.core.data import Example, load_examples
+from finqa_dsl.core.prompts import build_prompt_records
 
 OFFICIAL_TRAIN_SIZE = 6251
 SHARED = Path(os.environ.get("FINQA_SHARED_DIR", Path(__file__).resolve().parents[2] / "shared"))

@@ -2,7 +2,7 @@
 
 Same model (the default SmolLM2-135M-Instruct when prepared, else a tiny random Llama with the Qwen2.5
 tokenizer), same completion-only examples (FinQA/sample/train.json, gold context, program target, encoded
-by finqa_dsl.training), same optimiser settings, one epoch, one run each. Each strategy runs in its own
+by finqa_dsl.training.trainer), same optimiser settings, one epoch, one run each. Each strategy runs in its own
 process so that peak memory is its own. Prints one JSON object.
 
 Strategies:
@@ -87,10 +87,10 @@ def run_strategy(name: str, args: argparse.Namespace) -> dict:
     import psutil
     import torch
 
-    from finqa_dsl.context import ContextConfig
-    from finqa_dsl.data import load_examples
-    from finqa_dsl.prompts import build_prompt_records
-    from finqa_dsl.training import build_train_dataset
+    from finqa_dsl.core.context import ContextConfig
+    from finqa_dsl.core.data import load_examples
+    from finqa_dsl.core.prompts import build_prompt_records
+    from finqa_dsl.training.trainer import build_train_dataset
 
     model, tokenizer, model_name = load_model_and_tokenizer()
     examples = load_examples(args.train_file)[: args.num_examples]
@@ -127,7 +127,8 @@ def make_trainer(name: str, model, tokenizer, dataset, args: argparse.Namespace,
     import torch
     from transformers import Trainer, TrainingArguments
 
-    from finqa_dsl.training import CompletionCollator, pad_token_id
+    from finqa_dsl.core.chat import pad_token_id
+    from finqa_dsl.training.trainer import CompletionCollator
 
     common = dict(output_dir=output_dir, per_device_train_batch_size=args.batch_size, num_train_epochs=1,
                   learning_rate=2e-5, lr_scheduler_type="constant", logging_steps=1, save_strategy="no",
@@ -160,7 +161,7 @@ def load_model_and_tokenizer():
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    from finqa_dsl.default_model import default_model_dir, is_prepared
+    from finqa_dsl.models.default_model import default_model_dir, is_prepared
 
     folder = default_model_dir()
     if is_prepared(folder):

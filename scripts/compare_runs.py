@@ -7,8 +7,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from finqa_dsl.metrics import HEADLINE_METRICS
-from finqa_dsl.reporting import compare_runs
+from finqa_dsl.core.metrics import HEADLINE_METRICS
+from finqa_dsl.runs.compare import compare_runs
 
 
 def main() -> int:

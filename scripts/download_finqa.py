@@ -18,7 +18,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from finqa_dsl.io import atomic_write_text
+from finqa_dsl.core.io import atomic_write_text
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FINQA_REPO = "czyssrs/FinQA"

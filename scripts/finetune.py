@@ -17,9 +17,10 @@ import sys
 
 from transformers import HfArgumentParser, TrainingArguments
 
-from finqa_dsl.arguments import DataArguments, GenerationArguments, ModelArguments, RunArguments, UsageError
-from finqa_dsl.data import DatasetError
-from finqa_dsl.pipeline import run
+from finqa_dsl.core.data import DatasetError
+from finqa_dsl.core.errors import UsageError
+from finqa_dsl.driver.arguments import DataArguments, GenerationArguments, ModelArguments, RunArguments
+from finqa_dsl.driver.pipeline import run
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,8 +14,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from finqa_dsl.io import atomic_write_text
-from finqa_dsl.synthetic import DEFAULT_SEED, DEFAULT_SPLIT_SIZES, dumps_split, generate_splits, validate_file
+from finqa_dsl.core.io import atomic_write_text
+from finqa_dsl.sample.generator import DEFAULT_SEED, DEFAULT_SPLIT_SIZES, dumps_split, generate_splits, validate_file
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

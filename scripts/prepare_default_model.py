@@ -13,7 +13,7 @@ import argparse
 import logging
 import time
 
-from finqa_dsl.default_model import default_model_dir, greedy_reply, is_prepared, prepare_default_model
+from finqa_dsl.models.default_model import default_model_dir, greedy_reply, is_prepared, prepare_default_model
 
 SMOKE_QUESTION = "What is the capital of France?"
 

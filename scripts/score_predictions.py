@@ -15,9 +15,9 @@ import json
 import sys
 from pathlib import Path
 
-from finqa_dsl.data import DatasetError, load_examples
-from finqa_dsl.metrics import score_predictions
-from finqa_dsl.prompts import TARGET_FIELDS
+from finqa_dsl.core.data import DatasetError, load_examples
+from finqa_dsl.core.metrics import score_predictions
+from finqa_dsl.core.prompts import TARGET_FIELDS
 
 USAGE_ERROR = 2
 

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from finqa_dsl import metrics
-from finqa_dsl.data import load_examples
-from finqa_dsl.dsl import execute, programs_equivalent
-from finqa_dsl.metrics import score_answer_prediction, score_predictions
+from finqa_dsl.core import metrics
+from finqa_dsl.core.data import load_examples
+from finqa_dsl.core.dsl import execute, programs_equivalent
+from finqa_dsl.core.metrics import score_answer_prediction, score_predictions
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 REAL_SPLITS = {"train.json": 118, "dev.json": 457, "dev_convfinqa_derived.json": 142, "test.json": 770}

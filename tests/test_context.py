@@ -1,4 +1,4 @@
-"""finqa_dsl.context on real FinQA examples: gold / all / noisy_gold contexts, table rendering, drop order."""
+"""finqa_dsl.core.context on real FinQA examples: gold / all / noisy_gold contexts, table rendering, drop order."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from finqa_dsl.context import INPUT_MODES, Context, ContextConfig, build_context, render_table_row
-from finqa_dsl.data import DatasetError, load_examples
+from finqa_dsl.core.context import INPUT_MODES, Context, ContextConfig, build_context, render_table_row
+from finqa_dsl.core.data import DatasetError, load_examples
 
 
 @pytest.fixture(scope="module")
@@ -138,8 +138,8 @@ def test_noisy_gold_is_the_same_in_another_process_with_another_hash_seed(exampl
     here = [keys(build_context(example, config)) for example in examples[:30]]
     script = (
         "import json, sys\n"
-        "from finqa_dsl.context import ContextConfig, build_context\n"
-        "from finqa_dsl.data import load_examples\n"
+        "from finqa_dsl.core.context import ContextConfig, build_context\n"
+        "from finqa_dsl.core.data import load_examples\n"
         "examples = load_examples(sys.argv[1])[:30]\n"
         "config = ContextConfig('noisy_gold', 3, 1, seed=11)\n"
         "print(json.dumps([[p.key for p in build_context(e, config).pieces] for e in examples]))\n"

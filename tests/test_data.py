@@ -1,4 +1,4 @@
-"""finqa_dsl.data on the real FinQA files and on real records broken one field at a time."""
+"""finqa_dsl.core.data on the real FinQA files and on real records broken one field at a time."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from finqa_dsl.data import DatasetError, Example, load_examples
+from finqa_dsl.core.data import DatasetError, Example, load_examples
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import time
 import pytest
 from transformers import AutoConfig, AutoTokenizer, GenerationConfig
 
-from finqa_dsl.default_model import (
+from finqa_dsl.models.default_model import (
     GGUF_SHA256,
     MARKER_NAME,
     DefaultModelUnavailable,
@@ -24,7 +24,7 @@ from finqa_dsl.default_model import (
     prepare_default_model,
     verify_sha256,
 )
-from finqa_dsl.modeling import load_model, load_tokenizer, resolve_model_name
+from finqa_dsl.models.loading import load_model, load_tokenizer, resolve_model_name
 
 
 @pytest.fixture(scope="module")

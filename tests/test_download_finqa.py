@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import importlib.util
 import shutil
 import socket
 import subprocess
@@ -18,11 +17,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def _load_script():
-    path = REPO_ROOT / "scripts" / "download_finqa.py"
-    spec = importlib.util.spec_from_file_location("download_finqa", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from scripts import download_finqa
+
+    return download_finqa
 
 
 download = _load_script()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from finqa_dsl.dsl import (
+from finqa_dsl.core.dsl import (
     OPERATIONS,
     Execution,
     Reason,

@@ -9,15 +9,7 @@ import time
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from finqa_dsl.dsl import (
-    OPERATIONS,
-    Execution,
-    Reason,
-    clean_generation,
-    execute,
-    programs_equivalent,
-    tokenize,
-)
+from finqa_dsl.core.dsl import OPERATIONS, Execution, Reason, clean_generation, execute, programs_equivalent, tokenize
 
 TABLE = (("", "2019", "2018"), ("revenue", "$ 1,234", "( 12 )"), ("costs", "5.5%", "-3 ( 3 )"))
 SEEDS = (

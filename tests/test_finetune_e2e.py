@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -10,23 +9,15 @@ import pytest
 import torch
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-from finqa_dsl import run_files
-from finqa_dsl.default_model import DefaultModelUnavailable, default_model_path
+from finqa_dsl.models.default_model import DefaultModelUnavailable, default_model_path
+from finqa_dsl.runs import files as run_files
+from scripts import finetune as driver
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = REPO_ROOT / "FinQA" / "sample"
 PREDICTION_FIELDS = {"id", "question", "prompt", "generation", "gold_program", "latency_ms", "latency_mode",
                      "failure_reason"}
 
-
-def _load_driver():
-    spec = importlib.util.spec_from_file_location("finetune_driver", REPO_ROOT / "scripts" / "finetune.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-driver = _load_driver()
 
 
 @pytest.fixture(scope="session")

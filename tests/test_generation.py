@@ -9,17 +9,11 @@ import pytest
 import torch
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-from finqa_dsl.generation import (
-    BATCH_WALL_TIME,
-    PER_EXAMPLE,
-    GenerationSettings,
-    generate,
-    generate_to_file,
-    generation_config,
-    stop_token_ids,
-)
-from finqa_dsl.io import read_jsonl_tolerant
-from finqa_dsl.training import IGNORE_INDEX, encode_for_training
+from finqa_dsl.core.io import read_jsonl_tolerant
+from finqa_dsl.inference.backend import BATCH_WALL_TIME, PER_EXAMPLE, GenerationSettings
+from finqa_dsl.inference.hf import HFBackend, generate, generation_config, stop_token_ids
+from finqa_dsl.inference.predictions_file import generate_to_file
+from finqa_dsl.training.trainer import IGNORE_INDEX, encode_for_training
 
 QUESTIONS = [
     "what is the net change in net revenue during 2015 for entergy corporation?",
@@ -157,13 +151,13 @@ def test_generate_to_file_streams_and_resumes_skipping_finished_ids(tmp_path, mo
         return {"executed": len(text)}
 
     with pytest.raises(KeyboardInterrupt):
-        generate_to_file(model, tokenizer, records, path, settings=settings, annotate=annotate)
+        generate_to_file(HFBackend(model, tokenizer), records, path, settings=settings, annotate=annotate)
     written = read_jsonl_tolerant(path)
     assert [row["id"] for row in written] == calls[:2]
     with open(path, "a", encoding="utf-8") as handle:  # a crash in the middle of writing a line
         handle.write('{"id": "q4", "generation": "tor')
 
-    stats = generate_to_file(model, tokenizer, records, path, settings=settings, annotate=annotate)
+    stats = generate_to_file(HFBackend(model, tokenizer), records, path, settings=settings, annotate=annotate)
     rows = read_jsonl_tolerant(path)
     assert (stats.generated, stats.skipped) == (3, 2) and stats.seconds > 0 and stats.new_tokens == 9
     assert sorted(row["id"] for row in rows) == sorted(r.id for r in records)
@@ -171,6 +165,6 @@ def test_generate_to_file_streams_and_resumes_skipping_finished_ids(tmp_path, mo
     assert set(rows[-1]) == {"id", "question", "prompt", "generation", "new_tokens", "latency_ms",
                              "latency_mode", "batch_size", "executed"}
 
-    again = generate_to_file(model, tokenizer, records, path, settings=settings)
+    again = generate_to_file(HFBackend(model, tokenizer), records, path, settings=settings)
     assert (again.generated, again.skipped) == (0, 5)
 

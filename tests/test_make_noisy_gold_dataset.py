@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -10,15 +9,13 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "make_noisy_gold_dataset.py"
-
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def script():
-    spec = importlib.util.spec_from_file_location("make_noisy_gold_dataset", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from scripts import make_noisy_gold_dataset
+
+    return make_noisy_gold_dataset
 
 
 @pytest.fixture()
@@ -86,7 +83,8 @@ def test_records_without_evidence_exit_2_in_gold_modes(script, real_finqa_dir, t
 def test_runs_as_a_script_and_reports_invalid_json(tmp_path):
     cut = tmp_path / "cut.jsonl"
     cut.write_text('{"id": "A/2018/page_1.pdf-1", "qa": {\n')
-    result = subprocess.run([sys.executable, str(SCRIPT), "--input_file", str(cut), "--output_file",
+    script = REPO_ROOT / "scripts" / "make_noisy_gold_dataset.py"
+    result = subprocess.run([sys.executable, str(script), "--input_file", str(cut), "--output_file",
                              str(tmp_path / "out.jsonl")], capture_output=True, text=True, cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.startswith(f"error: {cut}: line 1: invalid JSON")

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from finqa_dsl import metrics
-from finqa_dsl.data import Example
-from finqa_dsl.dsl import Reason
-from finqa_dsl.metrics import (
+from finqa_dsl.core import metrics
+from finqa_dsl.core.data import Example
+from finqa_dsl.core.dsl import Reason
+from finqa_dsl.core.metrics import (
     latency_stats,
     score_answer_prediction,
     score_prediction,

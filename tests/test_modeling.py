@@ -18,8 +18,8 @@ from transformers import (
     LlamaForCausalLM,
 )
 
-from finqa_dsl.arguments import UsageError
-from finqa_dsl.modeling import (
+from finqa_dsl.core.errors import UsageError
+from finqa_dsl.models.loading import (
     check_precision,
     default_attn_implementation,
     load_model,

@@ -1,4 +1,4 @@
-"""finqa_dsl.prompts with the real Qwen2.5, Gemma-3 and Mistral tokenizers and real FinQA examples."""
+"""finqa_dsl.core.prompts with the real Qwen2.5, Gemma-3 and Mistral tokenizers and real FinQA examples."""
 
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ import sys
 import pytest
 from transformers import AutoTokenizer
 
-from finqa_dsl.context import ContextConfig, build_context
-from finqa_dsl.data import DatasetError, load_examples
-from finqa_dsl.dsl import OPERATIONS
-from finqa_dsl.prompts import (
+from finqa_dsl.core.chat import encode_prompt
+from finqa_dsl.core.context import ContextConfig, build_context
+from finqa_dsl.core.data import DatasetError, load_examples
+from finqa_dsl.core.dsl import OPERATIONS
+from finqa_dsl.core.prompts import (
     ANSWER_CUE,
     INSTRUCTIONS,
     TARGET_FIELDS,
@@ -19,7 +20,6 @@ from finqa_dsl.prompts import (
     build_messages,
     build_prompt_records,
     canonical_number,
-    encode_prompt,
     render_prompt,
     select_few_shot,
     target_text,
@@ -243,7 +243,7 @@ def test_records_without_a_budget_are_not_counted(train):
 
 
 def test_the_data_layer_imports_no_torch_or_transformers():
-    code = ("import sys, finqa_dsl.data, finqa_dsl.context, finqa_dsl.prompts\n"
+    code = ("import sys, finqa_dsl.core.data, finqa_dsl.core.context, finqa_dsl.core.prompts\n"
             "print(sorted({'torch', 'transformers'} & set(sys.modules)))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 from pathlib import Path
 
 import pytest
 
-from finqa_dsl.data import load_examples
-from finqa_dsl.dsl import OPERATIONS, execute, tokenize
-from finqa_dsl.synthetic import (
+from finqa_dsl.core.data import load_examples
+from finqa_dsl.core.dsl import OPERATIONS, execute, tokenize
+from finqa_dsl.sample.generator import (
     DEFAULT_SPLIT_SIZES,
     dumps_split,
     generate_examples,
@@ -109,10 +108,8 @@ def test_ids_are_unique_across_splits():
 
 
 def test_regeneration_is_byte_identical(tmp_path):
-    path = REPO_ROOT / "scripts" / "make_sample_data.py"
-    spec = importlib.util.spec_from_file_location("make_sample_data", path)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    from scripts import make_sample_data as script
+
     assert script.main(["--output_dir", str(tmp_path)]) == 0
     for split in SPLITS:
         committed = (SAMPLE_DIR / f"{split}.json").read_bytes()

@@ -9,18 +9,18 @@ import pytest
 import torch
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM, TrainerState, TrainingArguments
 
-from finqa_dsl import run_files
-from finqa_dsl.context import ContextConfig
-from finqa_dsl.data import load_examples
-from finqa_dsl.prompts import build_prompt_records, encode_prompt
-from finqa_dsl.reporting import Timing
-from finqa_dsl.training import (
+from finqa_dsl.core.chat import encode_prompt, end_of_turn_token
+from finqa_dsl.core.context import ContextConfig
+from finqa_dsl.core.data import load_examples
+from finqa_dsl.core.prompts import build_prompt_records
+from finqa_dsl.runs import files as run_files
+from finqa_dsl.runs.timing import Timing
+from finqa_dsl.training.trainer import (
     IGNORE_INDEX,
     CompletionCollator,
     RunLogCallback,
     build_train_dataset,
     encode_for_training,
-    end_of_turn_token,
     train_and_evaluate,
 )
 

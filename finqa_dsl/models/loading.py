@@ -2,7 +2,7 @@
 
 ``name_or_path`` is anything ``from_pretrained`` accepts (hub id, local model folder) or a PEFT adapter
 folder (``adapter_config.json``): its base model is loaded first and the adapter attached. ``None`` means the
-default model (:mod:`finqa_dsl.default_model`). Every knob is a plain argument; the driver maps its
+default model (:mod:`finqa_dsl.models.default_model`). Every knob is a plain argument; the driver maps its
 dataclasses onto them and calls :func:`check_precision` before loading anything.
 """
 
@@ -18,8 +18,9 @@ import torch
 from packaging.version import Version
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
 
-from finqa_dsl.arguments import BNB_QUANT_TYPES, DTYPES, PEFT_MODES, UsageError
-from finqa_dsl.default_model import default_model_path
+from finqa_dsl.core.errors import UsageError
+from finqa_dsl.models.default_model import default_model_path
+from finqa_dsl.models.options import BNB_QUANT_TYPES, DTYPES, PEFT_MODES
 
 logger = logging.getLogger(__name__)
 

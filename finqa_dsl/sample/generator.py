@@ -5,7 +5,7 @@ Every record has the official FinQA JSON layout (``pre_text``, ``post_text``, ``
 program, gold_inds, exe_ans, program_re``). Text and tables follow FinQA's normalised style (lowercase,
 spaces around punctuation, ``$ 1234``, ``-36 ( 36 )``, ``12.5% ( 12.5 % )``). Each question comes from a
 family with one program shape and a few phrasings, and its numbers are copied from the context, so the
-data is learnable. ``exe_ans`` is computed by :func:`finqa_dsl.dsl.execute`.
+data is learnable. ``exe_ans`` is computed by :func:`finqa_dsl.core.dsl.execute`.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from finqa_dsl.data import load_examples
-from finqa_dsl.dsl import execute
+from finqa_dsl.core.data import load_examples
+from finqa_dsl.core.dsl import execute
 
 DEFAULT_SEED = 2021
 DEFAULT_SPLIT_SIZES: Mapping[str, int] = {"train": 400, "dev": 60, "test": 60}
@@ -894,7 +894,7 @@ def dumps_split(records: list[dict]) -> str:
 
 
 def validate_file(path: str | os.PathLike) -> int:
-    """Load ``path`` with :func:`finqa_dsl.data.load_examples` and re-execute every program against its
+    """Load ``path`` with :func:`finqa_dsl.core.data.load_examples` and re-execute every program against its
     table; raise ``ValueError`` naming the file and record on the first mismatch. Returns the count."""
     examples = load_examples(path)
     for example in examples:

@@ -1,6 +1,6 @@
-"""Batched, timed test inference that streams each finished prediction to disk and resumes after a crash.
+"""The Hugging Face backend: batched, timed ``model.generate`` over prompts encoded as in training.
 
-Prompts are encoded by :func:`finqa_dsl.prompts.encode_prompt` (as in training), sorted longest first (an
+Prompts are encoded by :func:`finqa_dsl.core.chat.encode_prompt` (as in training), sorted longest first (an
 out-of-memory error shows in the first batch, and batches hold prompts of similar length), left-padded with an
 attention mask (generate derives position ids from it), and decoded from the new tokens only. Generation stops
 at the chat template's end-of-turn token and at eos.
@@ -11,57 +11,16 @@ Decoding follows :class:`GenerationSettings`: the sampling values and repetition
 
 from __future__ import annotations
 
-import os
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 from transformers import GenerationConfig
 
-from finqa_dsl.io import JsonlAppender, read_jsonl_tolerant
-from finqa_dsl.prompts import encode_prompt
-from finqa_dsl.training import end_of_turn_token, pad_token_id
-
-PER_EXAMPLE = "per_example"  # batch size 1: latency_ms is the example's own single-stream latency
-BATCH_WALL_TIME = "batch_wall_time"  # batch size > 1: latency_ms is the wall time of the example's batch
-
-
-@dataclass(frozen=True)
-class GenerationSettings:
-    """Decoding knobs (the seed's ``--generation_*`` flags) and the inference batch size."""
-
-    max_new_tokens: int = 128
-    num_beams: int = 1
-    do_sample: bool = False
-    temperature: float = 1.0
-    top_p: float = 1.0
-    batch_size: int = 16
-
-    @property
-    def latency_mode(self) -> str:
-        return PER_EXAMPLE if self.batch_size == 1 else BATCH_WALL_TIME
-
-
-@dataclass(frozen=True)
-class Generation:
-    """One finished generation."""
-
-    text: str  # new tokens only, special tokens skipped, stripped
-    new_tokens: int  # up to and including the stop token
-    latency_ms: float  # see PER_EXAMPLE / BATCH_WALL_TIME
-    latency_mode: str
-    batch_size: int  # members of the batch it was generated in
-
-
-@dataclass(frozen=True)
-class GenerationStats:
-    generated: int
-    skipped: int  # already in the output file from an earlier, interrupted run
-    seconds: float
-    new_tokens: int
+from finqa_dsl.core.chat import encode_prompt, end_of_turn_token, pad_token_id
+from finqa_dsl.inference.backend import Generation, GenerationSettings
 
 
 def stop_token_ids(model, tokenizer) -> list[int]:
@@ -110,28 +69,14 @@ def generate(model, tokenizer, records: Sequence,
             progress.update(len(members))
 
 
-def generate_to_file(model, tokenizer, records: Sequence, path: str | os.PathLike, *,
-                     settings: GenerationSettings,
-                     annotate: Callable[[Any, str], dict[str, Any]] | None = None) -> GenerationStats:
-    """Generate for the records whose id is not yet in ``path`` and append one JSON line per finished
-    example: ``id, question, prompt, generation, new_tokens, latency_ms, latency_mode, batch_size``, plus
-    what ``annotate(record, generation_text)`` returns (the driver's executed value and scores). Every line
-    is flushed as it is written, so an interrupted run loses nothing written and a rerun skips those ids."""
-    done = {row["id"] for row in read_jsonl_tolerant(path)}
-    todo = [record for record in records if record.id not in done]
-    began, new_tokens = time.perf_counter(), 0
-    with JsonlAppender(path) as appender:
-        for record, generation in generate(model, tokenizer, todo, settings):
-            row = {"id": record.id, "question": record.question, "prompt": record.prompt,
-                   "generation": generation.text, "new_tokens": generation.new_tokens,
-                   "latency_ms": generation.latency_ms, "latency_mode": generation.latency_mode,
-                   "batch_size": generation.batch_size}
-            if annotate is not None:
-                row.update(annotate(record, generation.text))
-            appender.write(row)
-            new_tokens += generation.new_tokens
-    return GenerationStats(generated=len(todo), skipped=len(records) - len(todo),
-                           seconds=time.perf_counter() - began, new_tokens=new_tokens)
+class HFBackend:
+    """:class:`~finqa_dsl.inference.backend.Backend` over a loaded transformers model and its tokenizer."""
+
+    def __init__(self, model, tokenizer):
+        self.model, self.tokenizer = model, tokenizer
+
+    def __call__(self, records: Sequence, settings: GenerationSettings) -> Iterator[tuple[Any, Generation]]:
+        return generate(self.model, self.tokenizer, records, settings)
 
 
 def _left_pad(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -9,18 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from finqa_dsl.context import INPUT_MODES
-from finqa_dsl.prompts import TARGET_FIELDS
+from finqa_dsl.core.context import INPUT_MODES
+from finqa_dsl.core.errors import UsageError
+from finqa_dsl.core.prompts import TARGET_FIELDS
+from finqa_dsl.models.options import BNB_QUANT_TYPES, DTYPES, PEFT_MODES
 
-PEFT_MODES = ("none", "lora", "qlora")
-BNB_QUANT_TYPES = ("nf4", "fp4")
-DTYPES = ("auto", "float32", "float16", "bfloat16")
 WANDB_MODES = ("online", "offline", "disabled")
 OUTPUT_ROOT = Path("__output__")
-
-
-class UsageError(ValueError):
-    """A command line that cannot work; the message says what to do instead."""
 
 
 @dataclass

@@ -2,8 +2,8 @@
 
 A training sequence is ``encode_prompt(prompt) + tokens(target) + [end-of-turn]``; labels are -100 on the
 prompt, so the loss covers the target and the marker that closes the assistant turn (the model learns to
-stop). Prompts are encoded by :func:`finqa_dsl.prompts.encode_prompt`, the one function that inference
-(:mod:`finqa_dsl.generation`) and prompt-length budgeting use too.
+stop). Prompts are encoded by :func:`finqa_dsl.core.chat.encode_prompt`, the one function that inference
+(:mod:`finqa_dsl.inference.hf`) and prompt-length budgeting use too.
 
 An example longer than ``max_length`` is dropped and counted, never cut: cutting the target would teach the
 model not to stop, and cutting the prompt from the left would remove the chat template's BOS, system turn and
@@ -22,7 +22,6 @@ kernels on a GPU (not measured here).
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import os
@@ -36,34 +35,13 @@ from datasets import Dataset
 from transformers import Trainer, TrainerCallback
 from transformers.trainer_utils import get_last_checkpoint
 
-from finqa_dsl import run_files
-from finqa_dsl.io import JsonlAppender, atomic_write_jsonl, atomic_write_text, read_jsonl_tolerant
-from finqa_dsl.prompts import encode_prompt, uses_chat_template
+from finqa_dsl.core.chat import encode_prompt, end_of_turn_id, pad_token_id
+from finqa_dsl.core.io import JsonlAppender, atomic_write_jsonl, atomic_write_text, read_jsonl_tolerant
+from finqa_dsl.runs import files as run_files
 
 logger = logging.getLogger(__name__)
 
 IGNORE_INDEX = -100  # label of a token that carries no loss (the value torch's cross-entropy ignores)
-_PROBE = "FINQA-PROBE-7c1e"  # assistant text whose continuation in a rendered chat is the end-of-turn marker
-
-
-def end_of_turn_token(tokenizer) -> str:
-    """The token that closes an assistant turn in the tokenizer's chat template (``<|im_end|>`` for Qwen2.5
-    and SmolLM2, ``<end_of_turn>`` for Gemma-3); ``eos_token`` without a chat template, or when the template
-    writes no special token right after the assistant's text."""
-    if not uses_chat_template(tokenizer):
-        return tokenizer.eos_token
-    conversation = [{"role": "user", "content": "2 + 2?"}, {"role": "assistant", "content": _PROBE}]
-    rendered = tokenizer.apply_chat_template(conversation, tokenize=False)
-    after = rendered[rendered.rindex(_PROBE) + len(_PROBE):]
-    ids = tokenizer(after, add_special_tokens=False)["input_ids"]
-    if ids and ids[0] in tokenizer.added_tokens_decoder:
-        return tokenizer.convert_ids_to_tokens(ids[0])
-    return tokenizer.eos_token
-
-
-@functools.cache
-def _end_of_turn_id(tokenizer) -> int:
-    return tokenizer.convert_tokens_to_ids(end_of_turn_token(tokenizer))
 
 
 def encode_for_training(tokenizer, prompt: str, target: str,
@@ -71,7 +49,7 @@ def encode_for_training(tokenizer, prompt: str, target: str,
     """``(input_ids, labels)`` of prompt + target + end-of-turn, labels -100 on the prompt; None when the
     sequence is longer than ``max_length`` (see the module docstring)."""
     prompt_ids = encode_prompt(prompt, tokenizer)
-    target_ids = [*tokenizer(target, add_special_tokens=False)["input_ids"], _end_of_turn_id(tokenizer)]
+    target_ids = [*tokenizer(target, add_special_tokens=False)["input_ids"], end_of_turn_id(tokenizer)]
     input_ids = prompt_ids + target_ids
     if max_length is not None and len(input_ids) > max_length:
         return None
@@ -162,11 +140,6 @@ class CompletionCollator:
             "position_ids": torch.tensor([position_ids], dtype=torch.long),
             "use_cache": False,
         }
-
-
-def pad_token_id(tokenizer) -> int:
-    """The tokenizer's pad id, or its eos id when it has none (Mistral)."""
-    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
 
 class RunLogCallback(TrainerCallback):

@@ -26,7 +26,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from finqa_dsl.data import DatasetError, Example
+from finqa_dsl.core.data import DatasetError, Example
 
 INPUT_MODES = ("gold", "all", "noisy_gold")
 HEADER_KEY = "table_0"

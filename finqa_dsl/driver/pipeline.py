@@ -9,8 +9,13 @@ import os
 from pathlib import Path
 from typing import Any
 
-from finqa_dsl import run_files
-from finqa_dsl.arguments import (
+from finqa_dsl.core.context import ContextConfig
+from finqa_dsl.core.data import Example, load_examples
+from finqa_dsl.core.dsl import clean_generation
+from finqa_dsl.core.io import atomic_write_json, atomic_write_jsonl, read_jsonl_tolerant
+from finqa_dsl.core.metrics import latency_stats, score_prediction, summarize
+from finqa_dsl.core.prompts import build_prompt_records, select_few_shot
+from finqa_dsl.driver.arguments import (
     OUTPUT_ROOT,
     DataArguments,
     GenerationArguments,
@@ -18,19 +23,11 @@ from finqa_dsl.arguments import (
     RunArguments,
     validate,
 )
-from finqa_dsl.context import ContextConfig
-from finqa_dsl.data import Example, load_examples
-from finqa_dsl.dsl import clean_generation
-from finqa_dsl.io import atomic_write_json, atomic_write_jsonl, read_jsonl_tolerant
-from finqa_dsl.metrics import latency_stats, score_prediction, summarize
-from finqa_dsl.prompts import build_prompt_records, select_few_shot
-from finqa_dsl.reporting import (
-    Timing,
-    WandbReporter,
-    plot_latency_histogram,
-    plot_loss_curves,
-    resolve_run_folder,
-)
+from finqa_dsl.runs import files as run_files
+from finqa_dsl.runs.folder import resolve_run_folder
+from finqa_dsl.runs.plots import plot_latency_histogram, plot_loss_curves
+from finqa_dsl.runs.timing import Timing
+from finqa_dsl.runs.wandb_reporter import WandbReporter
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +36,7 @@ def run(model_args: ModelArguments, data_args: DataArguments, gen_args: Generati
         run_args: RunArguments, training_args) -> Path:
     """Execute the run that the parsed command line describes; return its run folder."""
     validate(model_args, data_args, gen_args, run_args, training_args)
-    from finqa_dsl.modeling import (
+    from finqa_dsl.models.loading import (
         check_precision,
         load_model,
         load_tokenizer,
@@ -94,7 +91,7 @@ def run(model_args: ModelArguments, data_args: DataArguments, gen_args: Generati
     wandb = WandbReporter(run_args.wandb_project, run_args.wandb_mode, run_args.wandb_run_name or folder.name,
                           folder, all_args)
     if training_args.do_train or training_args.do_eval:
-        from finqa_dsl.training import train_and_evaluate
+        from finqa_dsl.training.trainer import train_and_evaluate
 
         train = records_for(data_args.train_file, data_args.max_train_samples, prompt_budget) \
             if training_args.do_train else None
@@ -165,7 +162,9 @@ def _few_shot_examples(data_args: DataArguments, context_config: ContextConfig) 
 
 def _generate_test_predictions(model, tokenizer, examples, records, gen_args: GenerationArguments,
                                target_field: str, folder: Path):
-    from finqa_dsl.generation import GenerationSettings, generate_to_file
+    from finqa_dsl.inference.backend import GenerationSettings
+    from finqa_dsl.inference.hf import HFBackend
+    from finqa_dsl.inference.predictions_file import generate_to_file
 
     by_id = {example.id: example for example in examples}
 
@@ -181,7 +180,7 @@ def _generate_test_predictions(model, tokenizer, examples, records, gen_args: Ge
         temperature=gen_args.generation_temperature, top_p=gen_args.generation_top_p,
         do_sample=gen_args.generation_do_sample, batch_size=gen_args.inference_batch_size,
     )
-    return generate_to_file(model, tokenizer, records, folder / run_files.TEST_PREDICTIONS,
+    return generate_to_file(HFBackend(model, tokenizer), records, folder / run_files.TEST_PREDICTIONS,
                             settings=settings, annotate=score)
 
 

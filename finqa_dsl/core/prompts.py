@@ -13,8 +13,9 @@ from decimal import Decimal
 from functools import partial
 from itertools import accumulate
 
-from finqa_dsl.context import Context, ContextConfig, build_context
-from finqa_dsl.data import DatasetError, Example
+from finqa_dsl.core.chat import encode_prompt, encode_text, uses_chat_template
+from finqa_dsl.core.context import Context, ContextConfig, build_context
+from finqa_dsl.core.data import DatasetError, Example
 
 TARGET_FIELDS = ("program", "numerical", "answer")  # a "code" target joins here (+ INSTRUCTIONS, target_text)
 
@@ -144,23 +145,6 @@ def render_prompt(messages: list[dict], tokenizer=None) -> str:
     return "".join(parts)
 
 
-def uses_chat_template(tokenizer) -> bool:
-    return tokenizer is not None and bool(getattr(tokenizer, "chat_template", None))
-
-
-def encode_prompt(prompt: str | list[str], tokenizer) -> list[int] | list[list[int]]:
-    """Token ids of a rendered prompt (or of each of a list). A chat template writes its own special
-    tokens (Gemma's <bos>), so none are added; a plain prompt gets the tokenizer's usual ones
-    (Mistral's <s>). Training and inference should both encode prompts with this."""
-    return _encode(prompt, tokenizer, add_special_tokens=not uses_chat_template(tokenizer))
-
-
-def _encode(text: str | list[str], tokenizer, *, add_special_tokens: bool) -> list[int] | list[list[int]]:
-    if isinstance(text, list) and not text:
-        return []  # tokenizers reject an empty batch
-    return tokenizer(text, add_special_tokens=add_special_tokens)["input_ids"]
-
-
 def exemplar(example: Example, target_field: str, context_config: ContextConfig) -> Exemplar:
     """``example`` solved, as a few-shot turn: its context for ``context_config`` and its target."""
     context = build_context(example, context_config).render()
@@ -276,7 +260,7 @@ def _guesses(over: list[tuple[Context, str, int]], limit: int, tokenizer) -> lis
     contexts = [context for context, _, _ in over]
     orders = [context.drop_order() for context in contexts]
     texts = [context.pieces[i].text for context, order in zip(contexts, orders, strict=True) for i in order]
-    piece_tokens = iter([len(ids) + 1 for ids in _encode(texts, tokenizer, add_special_tokens=False)])
+    piece_tokens = iter([len(ids) + 1 for ids in encode_text(texts, tokenizer, add_special_tokens=False)])
     guesses = []
     for (_, _, tokens), order in zip(over, orders, strict=True):
         saved = list(accumulate(next(piece_tokens) for _ in order))

@@ -11,9 +11,9 @@ from typing import Any
 
 import numpy as np
 
-from finqa_dsl.data import Example
-from finqa_dsl.dsl import NO, YES, Reason, clean_generation, execute, programs_equivalent, tokenize
-from finqa_dsl.prompts import TARGET_FIELDS
+from finqa_dsl.core.data import Example
+from finqa_dsl.core.dsl import NO, YES, Reason, clean_generation, execute, programs_equivalent, tokenize
+from finqa_dsl.core.prompts import TARGET_FIELDS
 
 # Summary keys.
 N = "n"
@@ -76,7 +76,7 @@ class AnswerScore:
 def score_program_prediction(prediction: str, example: Example) -> ProgramScore:
     """Execution and program accuracy of one generated program, exactly as the official evaluator.
 
-    The generation is cleaned (:func:`finqa_dsl.dsl.clean_generation`) and tokenized once; the gold
+    The generation is cleaned (:func:`finqa_dsl.core.dsl.clean_generation`) and tokenized once; the gold
     program is tokenized as is.
     """
     tokens = tokenize(clean_generation(prediction))

@@ -1,0 +1,1 @@
+"""Test inference: batched generation streamed to a resumable predictions file."""

@@ -1,0 +1,1 @@
+"""Model and tokenizer loading (full, LoRA, QLoRA, adapters) and the offline default model."""

@@ -1,0 +1,1 @@
+"""Run folders and what a run writes besides predictions: file names, timing, plots, W&B, comparisons."""

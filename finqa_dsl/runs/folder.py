@@ -1,0 +1,39 @@
+"""Choosing a run folder: a finished run is never overwritten, an interrupted one resumes in place."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from finqa_dsl.runs import files as run_files
+
+# Arguments that may change between an interrupted run and its resumption in the same folder.
+_RESUME_NEUTRAL_ARGS = {"resume_from_checkpoint", "wandb_mode", "wandb_run_name", "logging_dir",
+                        "resolved_output_dir"}
+
+
+def resolve_run_folder(root: Path, name: str, args: dict[str, Any]) -> Path:
+    """Pick the folder of this run under ``root``.
+
+    A finished run (it wrote ``timing.json``) is never overwritten: the new run gets ``name--2``, ``--3``...
+    An unfinished folder whose ``args.json`` matches ``args`` is reused, so an interrupted run resumes there.
+    """
+    candidate, suffix = root / name, 1
+    while candidate.exists():
+        if not (candidate / run_files.TIMING).exists() and _same_args(candidate / run_files.ARGS, args):
+            return candidate
+        suffix += 1
+        candidate = root / f"{name}--{suffix}"
+    return candidate
+
+
+def _same_args(path: Path, args: dict[str, Any]) -> bool:
+    if not path.exists():
+        return False
+    saved = json.loads(path.read_text(encoding="utf-8"))
+
+    def relevant(d: dict) -> dict:
+        return {k: v for k, v in d.items() if k not in _RESUME_NEUTRAL_ARGS}
+
+    return relevant(saved) == relevant(json.loads(json.dumps(args, default=str)))

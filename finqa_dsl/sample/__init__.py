@@ -1,0 +1,1 @@
+"""The synthetic FinQA-format sample that lets everything run offline."""

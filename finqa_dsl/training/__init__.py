@@ -1,0 +1,1 @@
+"""Completion-only training data, batching and the HF Trainer run."""

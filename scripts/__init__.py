@@ -1,0 +1,1 @@
+"""Command-line scripts: thin layers over the finqa_dsl package, importable as modules by the tests."""

@@ -36,3 +36,29 @@ def peer_predictions_dir() -> Path:
 def shared_models_dir() -> Path:
     """``../shared/models``: real tokenizers and configs of the seed models (no weights)."""
     return _require(SHARED_DIR / "models")
+
+
+@pytest.fixture(scope="session")
+def tiny_lora_adapter(tmp_path_factory) -> Path:
+    """A random LoRA adapter (non-zero B, so it changes the function) on a tiny Llama with the default model's
+    real tokenizer; its base is the sibling folder ``base``."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from finqa_dsl.models.default_model import DefaultModelUnavailable, default_model_path
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(default_model_path())
+    except DefaultModelUnavailable as error:
+        pytest.skip(f"default model tokenizer unavailable: {error}")
+    root = tmp_path_factory.mktemp("tiny-lora")
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True)
+    LlamaForCausalLM(config).save_pretrained(root / "base")
+    tokenizer.save_pretrained(root / "base")
+    base = AutoModelForCausalLM.from_pretrained(root / "base")
+    lora = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", init_lora_weights=False))
+    lora.save_pretrained(root / "adapter")
+    return root / "adapter"

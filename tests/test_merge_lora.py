@@ -8,38 +8,18 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import torch
-from peft import LoraConfig, PeftModel, get_peft_model
-from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
+from peft import PeftModel
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from finqa_dsl.models.default_model import DefaultModelUnavailable, default_model_path
 from finqa_dsl.models.merge import MERGE_REPORT
 from scripts import merge_lora
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def adapter_dir(tmp_path_factory) -> Path:
-    """A random LoRA adapter (non-zero B, so it changes the function) on a tiny Llama with a real tokenizer."""
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(default_model_path())
-    except DefaultModelUnavailable as error:
-        pytest.skip(f"default model tokenizer unavailable: {error}")
-    root = tmp_path_factory.mktemp("merge")
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True)
-    LlamaForCausalLM(config).save_pretrained(root / "base")
-    tokenizer.save_pretrained(root / "base")
-    base = AutoModelForCausalLM.from_pretrained(root / "base")
-    lora = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", init_lora_weights=False))
-    lora.save_pretrained(root / "adapter")
-    return root / "adapter"
-
-
-def test_merged_folder_matches_the_adapter(adapter_dir, tmp_path):
+def test_merged_folder_matches_the_adapter(tiny_lora_adapter, tmp_path):
+    adapter_dir = tiny_lora_adapter
     out = tmp_path / "merged"
     assert merge_lora.main([str(adapter_dir), "--output_dir", str(out)]) == 0
     report = json.loads((out / MERGE_REPORT).read_text())
@@ -56,7 +36,8 @@ def test_merged_folder_matches_the_adapter(adapter_dir, tmp_path):
     assert (got - plain).abs().max() > 1e-3  # the adapter changed the function, and the merge kept that
 
 
-def test_refuses_a_folder_without_an_adapter_and_an_occupied_output(adapter_dir, tmp_path, capsys):
+def test_refuses_a_folder_without_an_adapter_and_an_occupied_output(tiny_lora_adapter, tmp_path, capsys):
+    adapter_dir = tiny_lora_adapter
     assert merge_lora.main([str(adapter_dir.parent / "base"), "--output_dir", str(tmp_path / "m")]) == 2
     assert "no adapter_config.json" in capsys.readouterr().err
     (tmp_path / "full").mkdir()
@@ -66,7 +47,8 @@ def test_refuses_a_folder_without_an_adapter_and_an_occupied_output(adapter_dir,
     assert (tmp_path / "full" / "x").read_text() == "keep me"
 
 
-def test_push_to_hub_offline_is_one_clear_line_before_any_work(adapter_dir, tmp_path):
+def test_push_to_hub_offline_is_one_clear_line_before_any_work(tiny_lora_adapter, tmp_path):
+    adapter_dir = tiny_lora_adapter
     out = tmp_path / "merged"
     result = subprocess.run(
         [sys.executable, "scripts/merge_lora.py", str(adapter_dir), "--output_dir", str(out),

@@ -111,8 +111,8 @@ def load_model(name_or_path: str, *, peft: str = "none", lora_r: int = 16, lora_
     quantize_4bit = peft == "qlora" if quantize_4bit is None else quantize_4bit
     _check_options(peft, bnb_4bit_quant_type, bnb_4bit_compute_dtype, torch_dtype, quantize_4bit)
     parse_target_modules(lora_target_modules)
-    adapter_dir = name_or_path if _is_adapter_dir(name_or_path) else None
-    base_name = _adapter_base(adapter_dir) if adapter_dir else name_or_path
+    adapter_dir = name_or_path if is_adapter_dir(name_or_path) else None
+    base_name = adapter_base(adapter_dir) if adapter_dir else name_or_path
     model_type = AutoConfig.from_pretrained(base_name).model_type
     kwargs = {"dtype": _TORCH_DTYPES.get(torch_dtype, torch_dtype),
               "attn_implementation": attn_implementation or default_attn_implementation(model_type)}
@@ -191,11 +191,11 @@ def _check_bitsandbytes() -> None:
                          f"{bitsandbytes.__version__}): pip install -U bitsandbytes, or use --peft lora.")
 
 
-def _is_adapter_dir(name_or_path: str) -> bool:
+def is_adapter_dir(name_or_path: str) -> bool:
     return (Path(name_or_path) / ADAPTER_CONFIG).is_file()
 
 
-def _adapter_base(adapter_dir: str) -> str:
+def adapter_base(adapter_dir: str) -> str:
     path = Path(adapter_dir) / ADAPTER_CONFIG
     base = json.loads(path.read_text(encoding="utf-8")).get("base_model_name_or_path")
     if not base:
@@ -206,8 +206,8 @@ def _adapter_base(adapter_dir: str) -> str:
 
 def _tokenizer_source(name_or_path: str) -> str:
     """An adapter folder saved without its tokenizer uses its base model's."""
-    if _is_adapter_dir(name_or_path) and not (Path(name_or_path) / TOKENIZER_CONFIG).is_file():
-        return _adapter_base(name_or_path)
+    if is_adapter_dir(name_or_path) and not (Path(name_or_path) / TOKENIZER_CONFIG).is_file():
+        return adapter_base(name_or_path)
     return name_or_path
 
 

@@ -1,0 +1,83 @@
+"""A base model and its fine-tuned version answering the same prompt: both generations, executed and scored.
+
+With an adapter folder as the fine-tuned model and no other base given, the model is loaded once and the
+base's answer comes from the same weights with the adapter switched off (``PeftModel.disable_adapter``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from finqa_dsl.core.context import ContextConfig
+from finqa_dsl.core.data import Example
+from finqa_dsl.core.dsl import clean_generation, execute, tokenize
+from finqa_dsl.core.metrics import score_prediction
+from finqa_dsl.core.prompts import build_messages, build_prompt_records, render_prompt
+from finqa_dsl.inference.backend import GenerationSettings
+from finqa_dsl.inference.hf import generate
+from finqa_dsl.models.loading import adapter_base, is_adapter_dir, load_model, load_tokenizer
+
+
+@dataclass(frozen=True)
+class Prompt:
+    id: str
+    question: str
+    prompt: str
+
+
+def prompt_for_example(example: Example, tokenizer, target_field: str, context_config: ContextConfig) -> Prompt:
+    record = build_prompt_records([example], target_field=target_field, context_config=context_config,
+                                  tokenizer=tokenizer)[0][0]
+    return Prompt(record.id, record.question, record.prompt)
+
+
+def prompt_for_question(question: str, context: str, tokenizer, target_field: str) -> Prompt:
+    return Prompt("question", question, render_prompt(build_messages(question, context, target_field), tokenizer))
+
+
+def answer(model, tokenizer, prompt: Prompt, settings: GenerationSettings, target_field: str,
+           example: Example | None) -> dict[str, Any]:
+    """One greedy generation for ``prompt``, parsed, executed (programs) and scored against ``example``."""
+    (_, generation), = generate(model, tokenizer, [prompt], settings)
+    row: dict[str, Any] = {"generation": generation.text, "new_tokens": generation.new_tokens,
+                           "latency_ms": round(generation.latency_ms, 1)}
+    if example is not None:
+        row.update(score_prediction(generation.text, example, target_field))
+    elif target_field == "program":
+        execution = execute(tokenize(clean_generation(generation.text)), ())
+        row.update({"executed_value": execution.value, "execution_error": execution.reason})
+    return row
+
+
+def compare(finetuned: str, base: str | None, *, example: Example | None, question: str | None = None,
+            context: str = "", target_field: str = "program", context_config: ContextConfig | None = None,
+            max_new_tokens: int = 128) -> dict[str, Any]:
+    """Both models' answers to one example (or to ``question`` with ``context``), with the gold when known."""
+    base = base or (adapter_base(finetuned) if is_adapter_dir(finetuned) else None)
+    if base is None:
+        raise ValueError("the fine-tuned model is not an adapter folder: name its base model too")
+    settings = GenerationSettings(max_new_tokens=max_new_tokens, batch_size=1)
+    config = context_config or ContextConfig(input_mode="gold")
+
+    def prompt_with(tokenizer) -> Prompt:  # each model gets the prompt in its own chat template
+        return prompt_for_example(example, tokenizer, target_field, config) if example is not None \
+            else prompt_for_question(question, context, tokenizer, target_field)
+
+    tokenizer = load_tokenizer(finetuned)
+    prompt = prompt_with(tokenizer)
+    tuned_model = load_model(finetuned)
+    if is_adapter_dir(finetuned) and base == adapter_base(finetuned):
+        with tuned_model.disable_adapter():
+            base_row = answer(tuned_model, tokenizer, prompt, settings, target_field, example)
+    else:
+        base_tokenizer = load_tokenizer(base)
+        base_row = answer(load_model(base), base_tokenizer, prompt_with(base_tokenizer), settings, target_field,
+                          example)
+    result = {"id": prompt.id, "question": prompt.question, "prompt": prompt.prompt, "target_field": target_field,
+              "base_model": base, "finetuned_model": finetuned, "base": base_row,
+              "finetuned": answer(tuned_model, tokenizer, prompt, settings, target_field, example)}
+    if example is not None:
+        result.update({"gold_program": example.program, "gold_exe_ans": example.exe_ans,
+                       "gold_answer": example.answer})
+    return result

@@ -1,0 +1,58 @@
+"""scripts/inference.py: base and fine-tuned answers side by side, each the one its own model generates."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from peft import PeftModel
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from finqa_dsl.core.context import ContextConfig
+from finqa_dsl.core.data import load_examples
+from finqa_dsl.inference.backend import GenerationSettings
+from finqa_dsl.inference.hf import generate
+from finqa_dsl.inference.side_by_side import prompt_for_example
+from scripts import inference
+
+SAMPLE_TEST = Path(__file__).resolve().parents[1] / "FinQA" / "sample" / "test.json"
+
+
+def _greedy(model, tokenizer, prompt) -> str:
+    (_, generation), = generate(model.eval(), tokenizer, [prompt], GenerationSettings(max_new_tokens=6, batch_size=1))
+    return generation.text
+
+
+def test_an_example_by_id_gets_each_models_own_answer_and_the_gold(tiny_lora_adapter, capsys):
+    example = load_examples(SAMPLE_TEST)[3]
+    assert inference.main([str(tiny_lora_adapter), "--test_file", str(SAMPLE_TEST), "--id", example.id,
+                           "--max_new_tokens", "6"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_lora_adapter.parent / "base")
+    prompt = prompt_for_example(example, tokenizer, "program", ContextConfig(input_mode="gold"))
+    torch.manual_seed(0)
+    base = AutoModelForCausalLM.from_pretrained(tiny_lora_adapter.parent / "base")
+    assert result["base"]["generation"] == _greedy(base, tokenizer, prompt)
+    tuned = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_lora_adapter.parent / "base"),
+                                      tiny_lora_adapter)
+    assert result["finetuned"]["generation"] == _greedy(tuned, tokenizer, prompt)
+    assert result["gold_program"] == example.program and result["gold_exe_ans"] == example.exe_ans
+    assert {"execution_correct", "program_correct", "failure_reason"} <= result["finetuned"].keys()
+    assert result["base_model"] == str(tiny_lora_adapter.parent / "base")
+
+
+def test_a_question_of_ones_own_against_a_named_base(tiny_lora_adapter, capsys):
+    base = str(tiny_lora_adapter.parent / "base")
+    assert inference.main([str(tiny_lora_adapter), "--base_model", base, "--question", "What is 5829 - 5735?",
+                           "--context", "| revenue | 5735 | 5829 |", "--max_new_tokens", "4"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["id"] == "question" and "gold_program" not in result
+    assert {"generation", "executed_value", "execution_error"} <= result["base"].keys()
+
+
+def test_wrong_selection_is_one_line_and_exit_2(tiny_lora_adapter, capsys):
+    assert inference.main([str(tiny_lora_adapter)]) == 2
+    assert "either --test_file with --id, or --question" in capsys.readouterr().err
+    assert inference.main([str(tiny_lora_adapter), "--test_file", str(SAMPLE_TEST), "--id", "nope"]) == 2
+    assert "no example with id 'nope'" in capsys.readouterr().err

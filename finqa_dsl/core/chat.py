@@ -48,3 +48,11 @@ def end_of_turn_id(tokenizer) -> int:
 def pad_token_id(tokenizer) -> int:
     """The tokenizer's pad id, or its eos id when it has none (Mistral)."""
     return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+
+def stop_token_ids(tokenizer, model_eos: int | list[int] | None = None) -> list[int]:
+    """Where generation stops: the end-of-turn token, the tokenizer's eos and the model's own eos id(s) (its
+    ``generation_config.eos_token_id``), without duplicates."""
+    model_eos = [] if model_eos is None else [model_eos] if isinstance(model_eos, int) else list(model_eos)
+    ids = [end_of_turn_id(tokenizer), tokenizer.eos_token_id, *model_eos]
+    return list(dict.fromkeys(i for i in ids if i is not None))

@@ -19,16 +19,8 @@ import torch
 from tqdm.auto import tqdm
 from transformers import GenerationConfig
 
-from finqa_dsl.core.chat import encode_prompt, end_of_turn_token, pad_token_id
+from finqa_dsl.core.chat import encode_prompt, pad_token_id, stop_token_ids
 from finqa_dsl.inference.backend import Generation, GenerationSettings
-
-
-def stop_token_ids(model, tokenizer) -> list[int]:
-    """End-of-turn, the tokenizer's eos and the model's own eos ids, without duplicates."""
-    model_eos = model.generation_config.eos_token_id
-    model_eos = [] if model_eos is None else [model_eos] if isinstance(model_eos, int) else list(model_eos)
-    ids = [tokenizer.convert_tokens_to_ids(end_of_turn_token(tokenizer)), tokenizer.eos_token_id, *model_eos]
-    return list(dict.fromkeys(i for i in ids if i is not None))
 
 
 def generation_config(model, tokenizer, settings: GenerationSettings) -> GenerationConfig:
@@ -37,7 +29,7 @@ def generation_config(model, tokenizer, settings: GenerationSettings) -> Generat
     sampling = {"temperature": settings.temperature, "top_p": settings.top_p, "top_k": 0}
     return GenerationConfig(
         max_new_tokens=settings.max_new_tokens, num_beams=settings.num_beams, do_sample=settings.do_sample,
-        repetition_penalty=1.0, eos_token_id=stop_token_ids(model, tokenizer),
+        repetition_penalty=1.0, eos_token_id=stop_token_ids(tokenizer, model.generation_config.eos_token_id),
         pad_token_id=pad_token_id(tokenizer), **(sampling if settings.do_sample else {}),
     )
 

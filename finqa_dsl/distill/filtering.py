@@ -1,0 +1,99 @@
+"""Keep the teacher rows whose executed answer matches the label; count why the others were dropped.
+
+The match is the project's tolerant answer match (:func:`finqa_dsl.core.metrics.score_answer_prediction`:
+numbers within a relative 1e-3, yes/no case-insensitively, True/False as yes/no). The second seed's own rule
+(absolute difference < 1e-3, else case-insensitive string equality) is counted beside it for comparison.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from collections import Counter
+from dataclasses import dataclass
+
+from finqa_dsl.core.data import DatasetError
+from finqa_dsl.core.io import atomic_write_text
+from finqa_dsl.core.metrics import score_answer_prediction
+
+WRONG_VALUE = "wrong_value"
+TEACHER_ERROR = "teacher_error"
+REQUIRED = ("id", "generated_code", "actual_answer", "expected_answer", "failure_reason")
+
+
+@dataclass(frozen=True)
+class FilterSummary:
+    rows: int
+    kept: int
+    dropped: dict[str, int]  # reason -> count
+    kept_by_seed_rule: int  # what the second seed's |a - e| < 1e-3 rule would have kept
+
+    def as_dict(self) -> dict:
+        return {"rows": self.rows, "kept": self.kept, "dropped": self.dropped,
+                "kept_by_seed_rule": self.kept_by_seed_rule}
+
+
+def answer_matches(actual: str, expected: str) -> bool:
+    """The executed ``actual`` (as the teacher CSV writes it) matches the label ``expected``."""
+    gold = _number(expected)
+    return bool(actual) and score_answer_prediction(_yes_no(actual), expected if gold is None else gold).tolerant
+
+
+def seed_rule_matches(actual: str, expected: str) -> bool:
+    """The second seed's filter: |actual - expected| < 1e-3, else case-insensitive string equality."""
+    a, e = _number(actual), _number(expected)
+    if a is not None and e is not None:
+        return abs(a - e) < 1e-3
+    return bool(actual) and _yes_no(actual).lower() == expected.strip().lower()
+
+
+def drop_reason(row: dict[str, str]) -> str | None:
+    """Why a teacher row is dropped (None: kept)."""
+    if row.get("teacher_error"):
+        return TEACHER_ERROR
+    if row["failure_reason"]:
+        return row["failure_reason"]
+    return None if answer_matches(row["actual_answer"], row["expected_answer"]) else WRONG_VALUE
+
+
+def filter_rows(rows: list[dict[str, str]]) -> tuple[list[dict], list[dict], FilterSummary]:
+    """``(kept, dropped, summary)``; each dropped row gets a ``drop_reason`` column."""
+    kept, dropped = [], []
+    for row in rows:
+        reason = drop_reason(row)
+        (kept if reason is None else dropped).append(row if reason is None else {**row, "drop_reason": reason})
+    seed_kept = sum(not row.get("teacher_error") and not row["failure_reason"]
+                    and seed_rule_matches(row["actual_answer"], row["expected_answer"]) for row in rows)
+    reasons = Counter(row["drop_reason"] for row in dropped)
+    return kept, dropped, FilterSummary(len(rows), len(kept), dict(sorted(reasons.items())), seed_kept)
+
+
+def read_teacher_csv(path: str | os.PathLike) -> tuple[list[str], list[dict[str, str]]]:
+    """The columns and rows of a teacher CSV; :class:`DatasetError` naming the file when columns are missing."""
+    with open(path, encoding="utf-8", newline="") as handle:
+        reader = csv.DictReader(handle)
+        missing = [column for column in REQUIRED if column not in (reader.fieldnames or ())]
+        if missing:
+            raise DatasetError(f"{path}: missing column(s) {', '.join(missing)}: not a teacher CSV from "
+                               "scripts/generate_teacher_code.py")
+        return list(reader.fieldnames), list(reader)
+
+
+def write_rows(path: str | os.PathLike, columns: list[str], rows: list[dict]) -> None:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(path, buffer.getvalue())
+
+
+def _number(text: str) -> float | None:
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return None
+
+
+def _yes_no(text: str) -> str:
+    return {"true": "yes", "false": "no"}.get(text.strip().lower(), text)

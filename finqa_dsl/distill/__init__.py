@@ -1,0 +1,1 @@
+"""Teacher code distillation: CSV preprocessing, the gold-program transpiler, later teacher clients and filtering."""

@@ -142,7 +142,7 @@ def execute(program: str | Sequence[str], table: Sequence[Sequence[str]]) -> Exe
     results: dict[int, object] = {}
     result: object = None
     for index, step in enumerate(steps):
-        if step.op in _ARITHMETIC:
+        if step.op in ARITHMETIC:
             outcome = _arithmetic(step, results)
         elif "table" in step.op:
             if table_rows is None:
@@ -243,7 +243,8 @@ def _greater(left: object, right: object) -> str:
     return YES if left > right else NO
 
 
-_ARITHMETIC: dict[str, Callable[[object, object], object]] = {
+# What each operation computes: Python's operators and builtins, as official applies them.
+ARITHMETIC: dict[str, Callable[[object, object], object]] = {
     "add": operator.add,
     "subtract": operator.sub,
     "multiply": operator.mul,
@@ -251,7 +252,7 @@ _ARITHMETIC: dict[str, Callable[[object, object], object]] = {
     "exp": operator.pow,
     "greater": _greater,
 }
-_TABLE: dict[str, Callable[[list[float]], float]] = {
+TABLE_OPERATIONS: dict[str, Callable[[list[float]], float]] = {
     "table_max": max,
     "table_min": min,
     "table_sum": sum,
@@ -277,7 +278,7 @@ def _arithmetic(step: Step, results: dict[int, object]) -> object:
     if isinstance(left, str) and isinstance(right, str) and len(left) + len(right) > MAX_TEXT_VALUE_CHARS:
         return Reason.OVERFLOW
     try:
-        return _ARITHMETIC[step.op](left, right)
+        return ARITHMETIC[step.op](left, right)
     except ZeroDivisionError:
         return Reason.DIVISION_BY_ZERO
     except OverflowError:
@@ -313,11 +314,11 @@ def _table_operation(step: Step, rows: dict[str, Sequence[str]] | Reason, previo
     numbers = [cell_number(cell) for cell in rows[step.arg1]]
     if None in numbers:
         return Reason.NON_NUMERIC
-    if step.op not in _TABLE:
+    if step.op not in TABLE_OPERATIONS:
         return previous  # garbled operator containing "table": official keeps the previous result
     if not numbers and step.op != "table_sum":
         return Reason.DIVISION_BY_ZERO if step.op == "table_average" else Reason.EMPTY_ROW
-    return _TABLE[step.op](numbers)
+    return TABLE_OPERATIONS[step.op](numbers)
 
 
 def _final(result: object) -> Execution:

@@ -7,11 +7,12 @@ then ``exe_ans``. Cells are rendered as the seed renders them, made reversible:
   every sentence is kept verbatim, so the ``text_N`` indexes of ``gold_inds`` still point at the same one.
 * ``table``: one row per line, cells joined by ``|`` (the seed's ``format_table``, without its strip).
 * Escapes: a backslash, newline or carriage return inside a sentence or cell is written ``\\``, ``\n``,
-  ``\r``, and a ``|`` inside a table cell ``\|``. No real FinQA cell or sentence needs one (44 real sentences
-  hold a ``|``, which needs no escape there), so real rows read exactly like the seed's.
+  ``\r``, and a ``|`` inside a table cell ``\|``. Of the real FinQA data only 4 sentences need one (a
+  Windows path in STT/2006/page_95); 44 hold a ``|``, which needs no escape in a sentence.
 * ``answer`` is ``exe_ans`` when the record has one (the seed's rule), else ``qa.answer``. ``exe_ans`` is
   Python's shortest ``repr`` of the float (it reads back to the same float) or ``yes``/``no``.
-* The CSV layer quotes every cell that holds a newline, quote or comma (``csv`` module, ``"`` doubled).
+* The CSV layer is RFC 4180 (``csv`` module): CRLF ends a record, and a cell that holds a line break, quote
+  or comma is quoted, a ``"`` in it doubled.
 
 Rows whose question or answer is empty are dropped, and their ids are reported. Read back, a row becomes an
 official-format record (``gold_inds`` absent; ``qa.answer`` is the ``answer`` cell) validated like a JSON
@@ -155,9 +156,9 @@ def rows_from_records(records: Iterable[Any], path: str | os.PathLike) -> tuple[
 
 
 def dumps_csv(rows: Iterable[dict[str, str]]) -> str:
-    """The CSV text: a header of :data:`COLUMNS`, then one line (or quoted lines) per row."""
+    """The CSV text: a header of :data:`COLUMNS`, then one record per row."""
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
+    writer = csv.DictWriter(buffer, fieldnames=COLUMNS)  # CRLF ends a record: then a lone CR in a cell is quoted
     writer.writeheader()
     writer.writerows(rows)
     return buffer.getvalue()

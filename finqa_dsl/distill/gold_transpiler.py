@@ -1,34 +1,37 @@
 """The gold-program teacher: a FinQA DSL program transpiled into readable program-of-thought Python.
 
 The code follows the teacher style of the second seed: a ``# Calculate:`` line with the whole computation,
-one named variable per number taken from the table or the text, one line per step, then ``ans``::
+one named variable per number taken from the table or the text, one line per step, then ``ans``. For
+``subtract(1901, 1888), divide(#0, 1888)`` on a table of operating leases by year (ABMD/2018/page_112.pdf-3)::
 
-    # Calculate: ratio = (aircraft_fuelexpense_2018 - aircraft_fuelexpense_2017) / aircraft_fuelexpense_2017
-    aircraft_fuelexpense_2018 = 9896
-    aircraft_fuelexpense_2017 = 7510
-    difference = aircraft_fuelexpense_2018 - aircraft_fuelexpense_2017
-    ratio = difference / aircraft_fuelexpense_2017
+    # Calculate: ratio = (operating_leases_2021 - operating_leases_2020) / operating_leases_2020
+    operating_leases_2021 = 1901
+    operating_leases_2020 = 1888
+    difference = operating_leases_2021 - operating_leases_2020
+    ratio = difference / operating_leases_2020
     ans = ratio
 
 How each DSL piece is written:
 
 * A number is named after where it is found: first the evidence (``gold_inds``) table rows, then the
-  evidence sentences, then the rest of the table and text. A table cell gives ``<row>_<column>``
-  (``<column>_<row>`` when the row label is a year), a sentence its last content words before the
-  number (and a year just after it); else ``value``. Names are unique, never a keyword or builtin.
+  evidence sentences, then the rest of the table and text. A table cell with its value or digits gives
+  ``<row>_<column>`` (``<column>_<row>`` when the row label is a year); a sentence its last content words
+  before the number (else the first after it) and a year just after it; else ``value``. Names are unique
+  and never a keyword, a builtin or ``ans``. The same literal is one variable.
 * ``const_N`` is written inline (``ratio * 100``, ``change * (-1)``); ``N%`` as ``N / 100``, which is what
   the official ``str_to_num`` computes; ``1,234`` as ``1234``.
 * ``#k`` is the variable of step k; ``greater`` gives a bool (``True`` is yes), ``exp`` is ``**``.
 * A table operation lists the row's numbers, read as the executor reads them (official cell cleaning,
   a later duplicate row label wins), and applies ``max``/``min``/``sum`` or ``sum(...) / len(...)``.
 
-Exactness: every number is the executor's float, written as an ``int`` when it is integral (below 2**53)
-and as its ``repr`` otherwise, and every operation is the one the executor applies, so running the code
-gives the value of :func:`finqa_dsl.core.dsl.execute` before its rounding to 5 decimals. The one possible
-gap: ``int`` arithmetic is exact where float arithmetic rounds, which only shows on values beyond 2**53.
+Exactness: every number is the executor's float, written as an ``int`` when it is integral and its ``repr``
+otherwise, and every operation is the one the executor applies, so running the code gives exactly the
+value of :func:`finqa_dsl.core.dsl.execute` before its rounding to 5 decimals. Int arithmetic equals float
+arithmetic only below 2**53; a program whose ints would reach that is written with float literals instead
+(``5829.0``).
 
-Only text matched ``[a-z0-9_]`` reaches the code (in names), so no passage can inject code. A program that
-does not execute, has a garbled operator, or uses a yes/no result as a number raises
+Only identifiers built from ``[a-z0-9_]`` and numbers reach the code, so no passage can inject code. A
+program that does not execute, has a garbled operator, or uses a yes/no result as a number raises
 :class:`TranspileError`: no Python states its official value.
 """
 
@@ -43,8 +46,10 @@ from dataclasses import dataclass, field
 
 from finqa_dsl.core.data import Example
 from finqa_dsl.core.dsl import (
+    ARITHMETIC,
     INFIX,
     OPERATIONS,
+    TABLE_OPERATIONS,
     Step,
     cell_literal,
     cell_number,
@@ -56,10 +61,11 @@ from finqa_dsl.core.dsl import (
 )
 
 ANSWER_VARIABLE = "ans"
+EXACT_INT_LIMIT = 2**53  # below it, int arithmetic equals the executor's float arithmetic
 TABLE_CODE = {"table_max": "max({})", "table_min": "min({})", "table_sum": "sum({})",
               "table_average": "sum({0}) / len({0})"}
 STEP_NAMES = {"add": "total", "subtract": "difference", "multiply": "product", "divide": "ratio", "exp": "power",
-              "greater": "is_greater", "table_max": "highest", "table_min": "lowest", "table_sum": "total",
+              "greater": "is_greater", "table_max": "highest", "table_min": "lowest", "table_sum": "sum",
               "table_average": "average"}
 MAX_NAME_WORDS = 6
 MAX_NAME_CHARS = 48
@@ -86,7 +92,10 @@ def transpile(example: Example) -> str:
         raise TranspileError(f"{example.id}: the gold program does not execute ({execution.reason})")
     steps = parse_program(example.program)
     _check_translatable(steps, example.id)
-    return _Writer(_Sources.of(example)).write(steps)
+    sources = _Sources.of(example)
+    readable = _Writer(sources, floats=False)
+    code = readable.write(steps)
+    return code if readable.exact else _Writer(sources, floats=True).write(steps)
 
 
 def _check_translatable(steps: list[Step], example_id: str) -> None:
@@ -103,26 +112,32 @@ def _check_translatable(steps: list[Step], example_id: str) -> None:
 
 # --- numbers -----------------------------------------------------------------------------------------
 
+Number = int | float
 
-def _number_code(value: float) -> str:
-    """Python that evaluates to ``value`` exactly (int when integral, for readability)."""
+
+def _number(value: float, floats: bool) -> tuple[str, Number]:
+    """(Python for ``value``, what that Python evaluates to): an int when integral below 2**53, unless
+    ``floats``; else the float's ``repr``, which reads back to the same float."""
     if not math.isfinite(value):
-        return f'float("{value}")'
-    if value.is_integer() and abs(value) < 2**53:
-        return str(int(value))
-    return repr(value)
+        return f'float("{value}")', value
+    if not floats and value.is_integer() and abs(value) < EXACT_INT_LIMIT:
+        return str(int(value)), int(value)
+    return repr(value), value
 
 
-def _literal_code(text: str) -> tuple[str, bool]:
-    """(Python for a DSL literal, whether it is a ``const_N``), following the branches of ``str_to_num``."""
+def _literal(text: str, floats: bool) -> tuple[str, Number, bool]:
+    """(Python, its value, whether it is a ``const_N``) of a DSL literal, along the branches of ``str_to_num``."""
     plain = text.replace(",", "")
     try:
-        return _number_code(float(plain)), False
+        number = float(plain)
     except ValueError:
-        pass
+        number = None
+    if number is not None:
+        return *_number(number, floats), False
     if "%" in plain:
-        return f"{_number_code(float(plain.replace('%', '')))} / 100", False
-    return _number_code(str_to_num(text)), True
+        code, value = _number(float(plain.replace("%", "")), floats)
+        return f"{code} / 100", value / 100, False
+    return *_number(str_to_num(text), floats), True
 
 
 # --- names -------------------------------------------------------------------------------------------
@@ -189,7 +204,7 @@ def _table_name(label: str, column: str) -> list[str]:
 def _text_name(sentence: str, start: int, end: int) -> list[str]:
     words = _content_words(sentence[:start])[-_TEXT_NAME_WORDS:] or _content_words(sentence[end:])[:_TEXT_NAME_WORDS]
     year = _YEAR.search(sentence[end:end + 16])
-    return words + [year.group()] if year and words else words
+    return words + [year.group()] if year and words and year.group() not in words else words
 
 
 def _identifier(words: Sequence[str], fallback: str) -> str:
@@ -210,16 +225,20 @@ def _identifier(words: Sequence[str], fallback: str) -> str:
 
 @dataclass
 class _Writer:
-    """Collects the variable definitions and step lines of one program."""
+    """Writes one program, tracking the value each line evaluates to (with the executor's own operations) to
+    see whether int arithmetic stayed below 2**53, where it equals the executor's float arithmetic."""
 
     sources: _Sources
+    floats: bool  # write every number as a float
+    exact: bool = True  # no int value reached 2**53
     taken: set[str] = field(default_factory=set)
     literals: dict[str, str] = field(default_factory=dict)  # literal text -> variable
     rows: dict[str, str] = field(default_factory=dict)  # row label -> list variable
+    values: dict[str, object] = field(default_factory=dict)  # variable -> the value it holds
     definitions: list[str] = field(default_factory=list)
     lines: list[str] = field(default_factory=list)
     names: list[str] = field(default_factory=list)  # step index -> its variable
-    expressions: list[tuple[str, bool]] = field(default_factory=list)  # step -> (expression, compound)
+    expressions: list[tuple[str, bool]] = field(default_factory=list)  # step -> (Calculate text, compound)
 
     def write(self, steps: list[Step]) -> str:
         for step in steps:
@@ -231,50 +250,54 @@ class _Writer:
         calculate = f"# Calculate: {last} = {self.expressions[-1][0]}"
         return "\n".join([calculate, *self.definitions, *self.lines, f"{ANSWER_VARIABLE} = {last}"]) + "\n"
 
-    def _unique(self, base: str) -> str:
+    def _define(self, base: str, code: str, value: object, lines: list[str]) -> str:
         name, number = base, 1
         while name in self.taken:
             number += 1
             name = f"{base}_{number}"
         self.taken.add(name)
+        lines.append(f"{name} = {code}")
+        self.values[name] = value
+        if isinstance(value, int) and abs(value) >= EXACT_INT_LIMIT:
+            self.exact = False
         return name
 
-    def _operand(self, arg: str) -> tuple[str, str]:
-        """(code, expression for the Calculate line) of an arithmetic argument."""
+    def _operand(self, arg: str) -> tuple[str, str, object]:
+        """(code, Calculate text, value) of an arithmetic argument."""
         if "#" in arg:
             index = reference(arg)
-            expression, compound = self.expressions[index]
-            return self.names[index], f"({expression})" if compound else expression
-        if arg in self.literals:
-            return self.literals[arg], self.literals[arg]
-        code, constant = _literal_code(arg)
-        if constant:
-            code = f"({code})" if code.startswith("-") else code
-            return code, code
-        name = self._unique(_identifier(self.sources.name_for(arg, str_to_num(arg)), "value"))
-        self.literals[arg] = name
-        self.definitions.append(f"{name} = {code}")
-        return name, name
+            name = self.names[index]
+            text, compound = self.expressions[index]
+            return name, f"({text})" if compound else text, self.values[name]
+        if arg not in self.literals:
+            code, value, constant = _literal(arg, self.floats)
+            if constant:
+                code = f"({code})" if code.startswith("-") else code
+                return code, code, value
+            base = _identifier(self.sources.name_for(arg, str_to_num(arg)), "value")
+            self.literals[arg] = self._define(base, code, value, self.definitions)
+        name = self.literals[arg]
+        return name, name, self.values[name]
 
     def _arithmetic_step(self, step: Step) -> None:
-        (left, left_text), (right, right_text) = self._operand(step.arg1), self._operand(step.arg2)
+        (left, left_text, left_value), (right, right_text, right_value) = map(self._operand, (step.arg1, step.arg2))
         infix = INFIX[step.op]
-        self._add_step(STEP_NAMES[step.op], f"{left} {infix} {right}", f"{left_text} {infix} {right_text}", True)
+        value = ARITHMETIC[step.op](left_value, right_value)
+        self._add_step(STEP_NAMES[step.op], f"{left} {infix} {right}", value, f"{left_text} {infix} {right_text}")
 
     def _table_step(self, step: Step) -> None:
         label = step.arg1
         if label not in self.rows:
             cells = rows_by_first_cell(self.sources.table)[label]
-            values = ", ".join(_literal_code(cell_literal(cell))[0] for cell in cells)
-            self.rows[label] = self._unique(_identifier(_words(label)[:MAX_NAME_WORDS], "row"))
-            self.definitions.append(f"{self.rows[label]} = [{values}]")
+            numbers = [_literal(cell_literal(cell), self.floats) for cell in cells]
+            base = _identifier(_words(label)[:MAX_NAME_WORDS], "row")
+            code = f"[{', '.join(code for code, _, _ in numbers)}]"
+            self.rows[label] = self._define(base, code, [value for _, value, _ in numbers], self.definitions)
         row = self.rows[label]
         code = TABLE_CODE[step.op].format(row)
         base = _identifier([STEP_NAMES[step.op], *_words(label)], STEP_NAMES[step.op])
-        self._add_step(base, code, code, step.op == "table_average")
+        self._add_step(base, code, TABLE_OPERATIONS[step.op](self.values[row]), code, step.op == "table_average")
 
-    def _add_step(self, base: str, code: str, expression: str, compound: bool) -> None:
-        name = self._unique(base)
-        self.names.append(name)
-        self.expressions.append((expression, compound))
-        self.lines.append(f"{name} = {code}")
+    def _add_step(self, base: str, code: str, value: object, text: str, compound: bool = True) -> None:
+        self.names.append(self._define(base, code, value, self.lines))
+        self.expressions.append((text, compound))

@@ -60,7 +60,7 @@ class SplitResult:
 
 def render_text(sentences: Sequence[str]) -> str:
     """Sentences as one cell: one per line, escaped."""
-    return LINE_SEPARATOR.join(_TEXT_SPECIALS.sub(lambda m: _ESCAPES[m.group()], s) for s in sentences)
+    return LINE_SEPARATOR.join(_escape(sentence, _TEXT_SPECIALS) for sentence in sentences)
 
 
 def parse_text(cell: str) -> list[str]:
@@ -70,14 +70,16 @@ def parse_text(cell: str) -> list[str]:
 
 def render_table(table: Sequence[Sequence[str]]) -> str:
     """A table as one cell: one row per line, cells joined by ``|``, escaped."""
-    return LINE_SEPARATOR.join(
-        CELL_SEPARATOR.join(_CELL_SPECIALS.sub(lambda m: _ESCAPES[m.group()], cell) for cell in row) for row in table
-    )
+    return LINE_SEPARATOR.join(CELL_SEPARATOR.join(_escape(cell, _CELL_SPECIALS) for cell in row) for row in table)
 
 
 def parse_table(cell: str) -> list[list[str]]:
     """The rows of a :func:`render_table` cell."""
     return [_split_cells(line) for line in cell.split(LINE_SEPARATOR)] if cell else []
+
+
+def _escape(text: str, specials: re.Pattern) -> str:
+    return specials.sub(lambda match: _ESCAPES[match.group()], text)
 
 
 def _unescape(text: str) -> str:

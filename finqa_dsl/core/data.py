@@ -43,8 +43,14 @@ class Example:
 
 def load_examples(path: str | os.PathLike) -> list[Example]:
     """Load and validate every record of ``path``; duplicate ids are an error."""
+    return examples_from_records(read_records(path), path)
+
+
+def examples_from_records(records: list[Any], path: str | os.PathLike) -> list[Example]:
+    """Validate FinQA-format records read from ``path`` (named in errors) into examples; duplicate ids are
+    an error."""
     path = Path(path)
-    examples = [_parse_record(record, index, path) for index, record in enumerate(_read_records(path))]
+    examples = [_parse_record(record, index, path) for index, record in enumerate(records)]
     first_index: dict[str, int] = {}
     for index, example in enumerate(examples):
         if example.id in first_index:
@@ -55,7 +61,9 @@ def load_examples(path: str | os.PathLike) -> list[Example]:
     return examples
 
 
-def _read_records(path: Path) -> list[Any]:
+def read_records(path: str | os.PathLike) -> list[Any]:
+    """The raw records of a FinQA ``.json`` list or ``.jsonl`` file, unvalidated (errors name the file and line)."""
+    path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as error:

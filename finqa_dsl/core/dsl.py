@@ -24,6 +24,8 @@ OPERATIONS: tuple[str, ...] = (
     "add", "subtract", "multiply", "divide", "exp", "greater",
     "table_max", "table_min", "table_sum", "table_average",
 )
+# The Python (and sympy) infix operator of each arithmetic operation.
+INFIX = {"add": "+", "subtract": "-", "multiply": "*", "divide": "/", "exp": "**", "greater": ">"}
 END_OF_PROGRAM = "EOF"
 END_OF_TURN_MARKERS: tuple[str, ...] = ("<end_of_turn>", "<|im_end|>", "<|endoftext|>", "</s>", "<eos>")
 YES, NO = "yes", "no"
@@ -63,7 +65,9 @@ class Execution:
 
 
 @dataclass(frozen=True, slots=True)
-class _Step:
+class Step:
+    """One step as official reads it: ``op(arg1, arg2)``, arguments stripped, ``#k`` kept as text."""
+
     key: str  # the step text as official keys table steps: with a leading '|' for every step but the first
     op: str
     arg1: str
@@ -131,19 +135,18 @@ def execute(program: str | Sequence[str], table: Sequence[Sequence[str]]) -> Exe
     (``add, x(, 1|2)``) is skipped. Deviation: a table operation whose argument is ``#k`` is
     ``BAD_REFERENCE`` (official silently reuses the row of the previous table step, or fails).
     """
-    tokens = _as_tokens(program)
-    steps = _structure_error(tokens) or _parse_steps(tokens)
+    steps = parse_program(program)
     if isinstance(steps, Reason):
         return Execution(None, steps)
     table_rows: dict[str, Sequence[str]] | Reason | None = None
     results: dict[int, object] = {}
     result: object = None
     for index, step in enumerate(steps):
-        if step.op in _ARITHMETIC:
+        if step.op in ARITHMETIC:
             outcome = _arithmetic(step, results)
         elif "table" in step.op:
             if table_rows is None:
-                table_rows = _rows_by_first_cell(table)
+                table_rows = rows_by_first_cell(table)
             outcome = _table_operation(step, table_rows, result)
         else:
             continue
@@ -206,7 +209,13 @@ def _structure_error(tokens: list[str]) -> Reason | None:
     return None
 
 
-def _parse_steps(tokens: list[str]) -> list[_Step] | Reason:
+def parse_program(program: str | Sequence[str]) -> list[Step] | Reason:
+    """The steps of a program string or token list as :func:`execute` reads them, or why it cannot."""
+    tokens = _as_tokens(program)
+    return _structure_error(tokens) or _parse_steps(tokens)
+
+
+def _parse_steps(tokens: list[str]) -> list[Step] | Reason:
     """Steps as official reads them; the text after the last ``)`` (a truncated step) is dropped."""
     steps = []
     for raw in "|".join(tokens[:-1]).split(")")[:-1]:
@@ -215,11 +224,11 @@ def _parse_steps(tokens: list[str]) -> list[_Step] | Reason:
         args = rest.strip("|").strip().split("|")
         if not paren or "(" in rest or len(args) < 2:
             return Reason.MALFORMED
-        steps.append(_Step(key, head.strip("|").strip(), args[0].strip(), args[1].strip()))
+        steps.append(Step(key, head.strip("|").strip(), args[0].strip(), args[1].strip()))
     return steps
 
 
-def _reference(arg: str) -> int | None:
+def reference(arg: str) -> int | None:
     """The step index of a ``#k`` argument as official reads it (every ``#`` removed, then ``int``)."""
     try:
         return int(arg.replace("#", ""))
@@ -234,7 +243,8 @@ def _greater(left: object, right: object) -> str:
     return YES if left > right else NO
 
 
-_ARITHMETIC: dict[str, Callable[[object, object], object]] = {
+# What each operation computes: Python's operators and builtins, as official applies them.
+ARITHMETIC: dict[str, Callable[[object, object], object]] = {
     "add": operator.add,
     "subtract": operator.sub,
     "multiply": operator.mul,
@@ -242,7 +252,7 @@ _ARITHMETIC: dict[str, Callable[[object, object], object]] = {
     "exp": operator.pow,
     "greater": _greater,
 }
-_TABLE: dict[str, Callable[[list[float]], float]] = {
+TABLE_OPERATIONS: dict[str, Callable[[list[float]], float]] = {
     "table_max": max,
     "table_min": min,
     "table_sum": sum,
@@ -252,13 +262,13 @@ _TABLE: dict[str, Callable[[list[float]], float]] = {
 
 def _operand(arg: str, results: dict[int, object]) -> object:
     if "#" in arg:
-        index = _reference(arg)
+        index = reference(arg)
         return results.get(index, Reason.BAD_REFERENCE)
     number = str_to_num(arg)
     return Reason.NON_NUMERIC if number is None else number
 
 
-def _arithmetic(step: _Step, results: dict[int, object]) -> object:
+def _arithmetic(step: Step, results: dict[int, object]) -> object:
     left = _operand(step.arg1, results)
     if isinstance(left, Reason):
         return left
@@ -268,7 +278,7 @@ def _arithmetic(step: _Step, results: dict[int, object]) -> object:
     if isinstance(left, str) and isinstance(right, str) and len(left) + len(right) > MAX_TEXT_VALUE_CHARS:
         return Reason.OVERFLOW
     try:
-        return _ARITHMETIC[step.op](left, right)
+        return ARITHMETIC[step.op](left, right)
     except ZeroDivisionError:
         return Reason.DIVISION_BY_ZERO
     except OverflowError:
@@ -277,33 +287,38 @@ def _arithmetic(step: _Step, results: dict[int, object]) -> object:
         return Reason.TYPE_ERROR
 
 
-def _rows_by_first_cell(table: Sequence[Sequence[str]]) -> dict[str, Sequence[str]] | Reason:
+def rows_by_first_cell(table: Sequence[Sequence[str]]) -> dict[str, Sequence[str]] | Reason:
     """Row cells after the first, keyed by the first cell; a later duplicate wins, as official."""
     if any(len(row) == 0 for row in table):
         return Reason.MISSING_ROW
     return {row[0]: row[1:] for row in table}
 
 
-def _cell_number(cell: str) -> float | None:
-    """Official ``process_row`` cleaning: ``$`` removed, text from ``(`` on dropped, then str_to_num."""
-    return str_to_num(cell.replace("$", "").strip().split("(")[0].strip())
+def cell_literal(cell: str) -> str:
+    """Official ``process_row`` cleaning of a table cell: ``$`` removed, text from ``(`` on dropped."""
+    return cell.replace("$", "").strip().split("(")[0].strip()
 
 
-def _table_operation(step: _Step, rows: dict[str, Sequence[str]] | Reason, previous: object) -> object:
+def cell_number(cell: str) -> float | None:
+    """A table cell's number as table operations read it: :func:`cell_literal`, then :func:`str_to_num`."""
+    return str_to_num(cell_literal(cell))
+
+
+def _table_operation(step: Step, rows: dict[str, Sequence[str]] | Reason, previous: object) -> object:
     if isinstance(rows, Reason):
         return rows
     if "#" in step.arg1:
         return Reason.BAD_REFERENCE
     if step.arg1 not in rows:
         return Reason.MISSING_ROW
-    numbers = [_cell_number(cell) for cell in rows[step.arg1]]
+    numbers = [cell_number(cell) for cell in rows[step.arg1]]
     if None in numbers:
         return Reason.NON_NUMERIC
-    if step.op not in _TABLE:
+    if step.op not in TABLE_OPERATIONS:
         return previous  # garbled operator containing "table": official keeps the previous result
     if not numbers and step.op != "table_sum":
         return Reason.DIVISION_BY_ZERO if step.op == "table_average" else Reason.EMPTY_ROW
-    return _TABLE[step.op](numbers)
+    return TABLE_OPERATIONS[step.op](numbers)
 
 
 def _final(result: object) -> Execution:
@@ -338,10 +353,7 @@ class _Expression:
     bounds: Bounds | None  # encloses the value at a fixed random point (greater: left - right); None: unknown
 
 
-_INFIX = {"add": "+", "subtract": "-", "multiply": "*", "divide": "/", "exp": "**", "greater": ">"}
-
-
-def _gold_symbols(steps: list[_Step]) -> dict[str, str]:
+def _gold_symbols(steps: list[Step]) -> dict[str, str]:
     """Official ``sym_map``: gold literals and raw table-step texts -> ``a0, a1, ...`` in order."""
     symbols: dict[str, str] = {}
     for step in steps:
@@ -351,7 +363,7 @@ def _gold_symbols(steps: list[_Step]) -> dict[str, str]:
     return symbols
 
 
-def _uses_only(steps: list[_Step], symbols: dict[str, str]) -> bool:
+def _uses_only(steps: list[Step], symbols: dict[str, str]) -> bool:
     """The prediction uses gold symbols only and references earlier steps only (official's check)."""
     for index, step in enumerate(steps):
         if "table" in step.op:
@@ -371,7 +383,7 @@ def _uses_only(steps: list[_Step], symbols: dict[str, str]) -> bool:
     return True
 
 
-def _last_expression(steps: list[_Step], symbols: dict[str, str]) -> _Expression | None:
+def _last_expression(steps: list[Step], symbols: dict[str, str]) -> _Expression | None:
     """The expression of the last step; a step that cannot be expressed is None and poisons only its users."""
     expressions: list[_Expression | None] = []
     for step in steps:
@@ -379,12 +391,12 @@ def _last_expression(steps: list[_Step], symbols: dict[str, str]) -> _Expression
     return expressions[-1]
 
 
-def _step_expression(step: _Step, earlier: list[_Expression | None],
+def _step_expression(step: Step, earlier: list[_Expression | None],
                      symbols: dict[str, str]) -> _Expression | None:
     if "table" in step.op:
         name = symbols.get(step.key)
         return None if name is None else _symbol(name)
-    infix = _INFIX.get(step.op)
+    infix = INFIX.get(step.op)
     left = _argument_expression(step.arg1, earlier, symbols)
     right = _argument_expression(step.arg2, earlier, symbols)
     if infix is None or left is None or right is None:
@@ -400,7 +412,7 @@ def _argument_expression(arg: str, earlier: list[_Expression | None],
     if "#" not in arg:
         name = symbols.get(arg)
         return None if name is None else _symbol(name)
-    index = _reference(arg)
+    index = reference(arg)
     return earlier[index] if index is not None and 0 <= index < len(earlier) else None
 
 

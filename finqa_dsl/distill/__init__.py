@@ -1,1 +1,1 @@
-"""Teacher code distillation: FinQA to CSV, teachers that write Python for each question, filtering."""
+"""Teacher code distillation: CSV preprocessing, the gold-program transpiler, later teacher clients and filtering."""

@@ -1,0 +1,226 @@
+r"""FinQA as the second seed's CSV (one row per example): official-format JSON to CSV, and CSV back to examples.
+
+Columns (:data:`COLUMNS`): ``id``, then the seed's ``pre_text, post_text, table, question, answer, program``,
+then ``exe_ans``. Cells are rendered as the seed renders them, made reversible:
+
+* ``pre_text`` / ``post_text``: the sentences, one per line. The seed strips them and drops empty ones; here
+  every sentence is kept verbatim, so the ``text_N`` indexes of ``gold_inds`` still point at the same one.
+* ``table``: one row per line, cells joined by ``|`` (the seed's ``format_table``, without its strip).
+* Escapes: a backslash, newline or carriage return inside a sentence or cell is written ``\\``, ``\n``,
+  ``\r``, and a ``|`` inside a table cell ``\|``. Of the real FinQA data only 4 sentences need one (a
+  Windows path in STT/2006/page_95); 44 hold a ``|``, which needs no escape in a sentence.
+* ``answer`` is ``exe_ans`` when the record has one (the seed's rule), else ``qa.answer``. ``exe_ans`` is
+  Python's shortest ``repr`` of the float (it reads back to the same float) or ``yes``/``no``.
+* The CSV layer is RFC 4180 (``csv`` module): CRLF ends a record, and a cell that holds a line break, quote
+  or comma is quoted, a ``"`` in it doubled.
+
+Rows whose question or answer is empty are dropped, and their ids are reported. Read back, a row becomes an
+official-format record (``gold_inds`` absent; ``qa.answer`` is the ``answer`` cell) validated like a JSON
+record. Two edge cases are not reversible: a text list holding one empty sentence reads back as no sentence,
+and a table row without cells (which no table operation can use) as a row with one empty cell.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from finqa_dsl.core.data import YES_NO, DatasetError, Example, examples_from_records, read_records
+from finqa_dsl.core.io import atomic_write_text
+
+COLUMNS = ("id", "pre_text", "post_text", "table", "question", "answer", "program", "exe_ans")
+SPLITS = ("train", "dev", "test")
+CELL_SEPARATOR = "|"
+LINE_SEPARATOR = "\n"
+_ESCAPES = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "|": "\\|"}
+_UNESCAPES = {escaped[1]: raw for raw, escaped in _ESCAPES.items()}
+_TEXT_SPECIALS = re.compile(r"[\\\n\r]")
+_CELL_SPECIALS = re.compile(r"[\\\n\r|]")
+_ESCAPED = re.compile(r"\\(.)", re.DOTALL)
+
+
+@dataclass(frozen=True)
+class SplitResult:
+    """What one JSON file became: the CSV written, the rows kept, the ids of the rows dropped."""
+
+    source: Path
+    output: Path
+    kept: int
+    dropped_ids: tuple[str, ...]
+
+
+# --- cells -------------------------------------------------------------------------------------------
+
+
+def render_text(sentences: Sequence[str]) -> str:
+    """Sentences as one cell: one per line, escaped."""
+    return LINE_SEPARATOR.join(_escape(sentence, _TEXT_SPECIALS) for sentence in sentences)
+
+
+def parse_text(cell: str) -> list[str]:
+    """The sentences of a :func:`render_text` cell."""
+    return [_unescape(line) for line in cell.split(LINE_SEPARATOR)] if cell else []
+
+
+def render_table(table: Sequence[Sequence[str]]) -> str:
+    """A table as one cell: one row per line, cells joined by ``|``, escaped."""
+    return LINE_SEPARATOR.join(CELL_SEPARATOR.join(_escape(cell, _CELL_SPECIALS) for cell in row) for row in table)
+
+
+def parse_table(cell: str) -> list[list[str]]:
+    """The rows of a :func:`render_table` cell."""
+    return [_split_cells(line) for line in cell.split(LINE_SEPARATOR)] if cell else []
+
+
+def _escape(text: str, specials: re.Pattern) -> str:
+    return specials.sub(lambda match: _ESCAPES[match.group()], text)
+
+
+def _unescape(text: str) -> str:
+    return _ESCAPED.sub(lambda m: _UNESCAPES.get(m.group(1), m.group()), text)
+
+
+def _split_cells(line: str) -> list[str]:
+    """Split on every ``|`` that is not escaped, then unescape each cell."""
+    cells, start, index = [], 0, 0
+    while index < len(line):
+        if line[index] == "\\":
+            index += 2
+            continue
+        if line[index] == CELL_SEPARATOR:
+            cells.append(_unescape(line[start:index]))
+            start = index + 1
+        index += 1
+    cells.append(_unescape(line[start:]))
+    return cells
+
+
+# --- JSON records to rows ----------------------------------------------------------------------------
+
+
+def record_row(record: Any, index: int, path: str | os.PathLike) -> dict[str, str]:
+    """The CSV row of one official-format record; a record without the FinQA shape is a DatasetError."""
+    if not isinstance(record, dict):
+        raise DatasetError(f"{path}: record #{index}: expected a JSON object, got {type(record).__name__}")
+    record_id = record.get("id")
+    if not isinstance(record_id, str) or not record_id:
+        raise DatasetError.for_field(path, f"#{index}", "id", "a non-empty string")
+
+    def fail(name: str, expected: str) -> DatasetError:
+        return DatasetError.for_field(path, record_id, name, expected)
+
+    qa = record.get("qa")
+    if not isinstance(qa, dict):
+        raise fail("qa", "an object with question, program and exe_ans")
+    for name in ("pre_text", "post_text"):
+        if not _strings(record.get(name)):
+            raise fail(name, "a list of strings")
+    table = record.get("table")
+    if not isinstance(table, list) or not all(_strings(row) for row in table):
+        raise fail("table", "a list of rows, each a list of strings")
+    exe_ans = _text(qa.get("exe_ans"))
+    return {
+        "id": record_id,
+        "pre_text": render_text(record["pre_text"]),
+        "post_text": render_text(record["post_text"]),
+        "table": render_table(table),
+        "question": _text(qa.get("question")),
+        "answer": exe_ans if exe_ans.strip() else _text(qa.get("answer")),
+        "program": _text(qa.get("program")),
+        "exe_ans": exe_ans,
+    }
+
+
+def _strings(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(item, str) for item in value)
+
+
+def _text(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+def rows_from_records(records: Iterable[Any], path: str | os.PathLike) -> tuple[list[dict[str, str]], list[str]]:
+    """(rows kept, ids of the rows dropped because their question or answer is empty)."""
+    kept, dropped = [], []
+    for index, record in enumerate(records):
+        row = record_row(record, index, path)
+        if row["question"].strip() and row["answer"].strip():
+            kept.append(row)
+        else:
+            dropped.append(row["id"])
+    return kept, dropped
+
+
+def dumps_csv(rows: Iterable[dict[str, str]]) -> str:
+    """The CSV text: a header of :data:`COLUMNS`, then one record per row."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=COLUMNS)  # CRLF ends a record: then a lone CR in a cell is quoted
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def preprocess_dir(input_dir: str | os.PathLike, output_dir: str | os.PathLike,
+                   splits: Sequence[str] = SPLITS) -> list[SplitResult]:
+    """``<input_dir>/<split>.json`` -> ``<output_dir>/<split>.csv`` for each split, each written atomically.
+    Every input is read and converted before any file is written, so a bad input leaves no output."""
+    sources = [Path(input_dir) / f"{split}.json" for split in splits]
+    missing = [str(source) for source in sources if not source.is_file()]
+    if missing:
+        raise FileNotFoundError(f"no such FinQA split file: {', '.join(missing)}")
+    converted = [(source, *rows_from_records(read_records(source), source)) for source in sources]
+    results = []
+    for source, rows, dropped in converted:
+        output = Path(output_dir) / f"{source.stem}.csv"
+        atomic_write_text(output, dumps_csv(rows))
+        results.append(SplitResult(source, output, len(rows), tuple(dropped)))
+    return results
+
+
+# --- CSV back to records -----------------------------------------------------------------------------
+
+
+def read_csv_records(path: str | os.PathLike) -> list[dict]:
+    """The official-format records of a CSV written by :func:`dumps_csv` (unvalidated)."""
+    with open(path, encoding="utf-8", newline="") as handle:
+        reader = csv.DictReader(handle)
+        missing = [column for column in COLUMNS if column not in (reader.fieldnames or ())]
+        if missing:
+            raise DatasetError(f"{path}: missing CSV column(s) {', '.join(missing)}; expected {', '.join(COLUMNS)}")
+        records = []
+        for row in reader:
+            if None in row or None in row.values():
+                raise DatasetError(f"{path}: line {reader.line_num}: expected {len(reader.fieldnames)} cells")
+            records.append(_record(row))
+    return records
+
+
+def _record(row: dict[str, str]) -> dict:
+    return {
+        "pre_text": parse_text(row["pre_text"]),
+        "post_text": parse_text(row["post_text"]),
+        "table": parse_table(row["table"]),
+        "id": row["id"],
+        "qa": {"question": row["question"], "answer": row["answer"] or None, "program": row["program"],
+               "exe_ans": _exe_ans(row["exe_ans"])},
+    }
+
+
+def _exe_ans(cell: str) -> float | str | None:
+    if cell in YES_NO or not cell:
+        return cell or None
+    try:
+        return float(cell)
+    except ValueError:
+        return cell  # the validator names the row and the field
+
+
+def read_examples(path: str | os.PathLike) -> list[Example]:
+    """The validated examples of a FinQA CSV (errors name the file, the row id and the field)."""
+    return examples_from_records(read_csv_records(path), path)

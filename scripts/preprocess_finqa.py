@@ -3,7 +3,7 @@
     python -m scripts.preprocess_finqa --input_dir FinQA/sample --output_dir data/clean/FinQA
 
 Writes ``<output_dir>/<split>.csv`` for each ``--splits`` name (``<input_dir>/<split>.json``) with the columns
-``id, pre_text, post_text, table, question, answer, program, exe_ans`` (cell format: finqa_dsl.distill.finqa_csv).
+``id, pre_text, post_text, table, question, answer, program, exe_ans`` (cell format: finqa_dsl.core.finqa_csv).
 Rows with an empty question or answer are dropped; each split's line names them. Files are written atomically;
 a missing or malformed input ends with one message and exit 2, and then no file is written.
 """
@@ -14,7 +14,7 @@ import argparse
 import sys
 
 from finqa_dsl.core.data import DatasetError
-from finqa_dsl.distill.finqa_csv import SPLITS, preprocess_dir
+from finqa_dsl.core.finqa_csv import SPLITS, preprocess_dir
 
 USAGE_ERROR = 2
 

@@ -12,13 +12,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from finqa_dsl.core.data import DatasetError, load_examples
-from finqa_dsl.distill.finqa_csv import (
+from finqa_dsl.core.finqa_csv import (
     COLUMNS,
     dumps_csv,
     parse_table,
     parse_text,
     read_csv_records,
-    read_examples,
     render_table,
     render_text,
 )
@@ -44,7 +43,7 @@ def test_every_real_example_round_trips_through_the_csv(real_finqa_dir, real_csv
     total = 0
     for split in REAL_SPLITS:
         originals = load_examples(real_finqa_dir / f"{split}.json")
-        read_back = read_examples(real_csv_dir / f"{split}.csv")
+        read_back = load_examples(real_csv_dir / f"{split}.csv")
         assert [same_fields(e) for e in read_back] == [same_fields(e) for e in originals]
         # the seed's answer rule: exe_ans when present (every real record has one)
         assert [e.answer for e in read_back] == [str(e.exe_ans) for e in originals]
@@ -105,7 +104,7 @@ def test_empty_questions_and_answers_are_dropped_counted_and_named(real_finqa_di
     kept_without_exe_ans = rows[2]["qa"]
     assert kept_without_exe_ans["answer"] == records[4]["qa"]["answer"] and kept_without_exe_ans["exe_ans"] is None
     with pytest.raises(DatasetError, match=rf"train.csv: record {records[4]['id']}: field 'qa.exe_ans'"):
-        read_examples(tmp_path / "out" / "train.csv")
+        load_examples(tmp_path / "out" / "train.csv")
 
 
 def test_a_bad_split_leaves_no_output_and_keeps_old_files(real_finqa_dir, tmp_path, capsys):

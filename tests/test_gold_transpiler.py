@@ -163,7 +163,7 @@ def test_synthetic_examples_of_every_family_reproduce_their_exe_ans():
 
 
 def test_the_distill_modules_import_no_torch_or_transformers():
-    code = ("import sys, finqa_dsl.distill.gold_transpiler, finqa_dsl.distill.finqa_csv, scripts.preprocess_finqa\n"
+    code = ("import sys, finqa_dsl.distill.gold_transpiler, finqa_dsl.core.finqa_csv, scripts.preprocess_finqa\n"
             "print(sorted({'torch', 'transformers'} & set(sys.modules)))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"

@@ -62,8 +62,13 @@ def examples_from_records(records: list[Any], path: str | os.PathLike) -> list[E
 
 
 def read_records(path: str | os.PathLike) -> list[Any]:
-    """The raw records of a FinQA ``.json`` list or ``.jsonl`` file, unvalidated (errors name the file and line)."""
+    """The raw records of a FinQA ``.json`` list, ``.jsonl`` or ``.csv`` (:mod:`finqa_dsl.core.finqa_csv`) file,
+    unvalidated (errors name the file and line)."""
     path = Path(path)
+    if path.suffix == ".csv":
+        from finqa_dsl.core.finqa_csv import read_csv_records  # it builds on this module
+
+        return read_csv_records(path)
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as error:

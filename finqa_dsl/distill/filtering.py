@@ -82,7 +82,7 @@ def read_teacher_csv(path: str | os.PathLike) -> tuple[list[str], list[dict[str,
 
 def write_rows(path: str | os.PathLike, columns: list[str], rows: list[dict]) -> None:
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore")  # CRLF: a lone CR stays quoted
     writer.writeheader()
     writer.writerows(rows)
     atomic_write_text(path, buffer.getvalue())

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from finqa_dsl.core.data import YES_NO, DatasetError, Example, examples_from_records, read_records
+from finqa_dsl.core.data import YES_NO, DatasetError, read_records
 from finqa_dsl.core.io import atomic_write_text
 
 COLUMNS = ("id", "pre_text", "post_text", "table", "question", "answer", "program", "exe_ans")
@@ -202,7 +202,10 @@ def read_csv_records(path: str | os.PathLike) -> list[dict]:
 
 
 def _record(row: dict[str, str]) -> dict:
+    """The official-format record of a row; columns beyond :data:`COLUMNS` (e.g. a teacher CSV's
+    ``generated_code``) are kept as top-level fields."""
     return {
+        **{column: cell for column, cell in row.items() if column not in COLUMNS},
         "pre_text": parse_text(row["pre_text"]),
         "post_text": parse_text(row["post_text"]),
         "table": parse_table(row["table"]),
@@ -219,8 +222,3 @@ def _exe_ans(cell: str) -> float | str | None:
         return float(cell)
     except ValueError:
         return cell  # the validator names the row and the field
-
-
-def read_examples(path: str | os.PathLike) -> list[Example]:
-    """The validated examples of a FinQA CSV (errors name the file, the row id and the field)."""
-    return examples_from_records(read_csv_records(path), path)

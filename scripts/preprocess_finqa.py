@@ -14,7 +14,7 @@ import argparse
 import sys
 
 from finqa_dsl.core.data import DatasetError
-from finqa_dsl.core.finqa_csv import SPLITS, preprocess_dir
+from finqa_dsl.distill.preprocess import SPLITS, preprocess_dir
 
 USAGE_ERROR = 2
 

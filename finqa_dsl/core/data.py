@@ -10,18 +10,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from finqa_dsl.core.errors import DatasetError
+
 GOLD_KEY = re.compile(r"(text|table)_(\d+)")
 YES_NO = ("yes", "no")
-
-
-class DatasetError(ValueError):
-    """A dataset file or record without the FinQA shape; the message names file, record and field."""
-
-    @classmethod
-    def for_field(cls, path: str | os.PathLike | None, record: str, name: str, expected: str) -> DatasetError:
-        """``"<file>: record <id or #index>: field '<name>': <expected>"`` (file left out when unknown)."""
-        prefix = f"{path}: " if path else ""
-        return cls(f"{prefix}record {record}: field '{name}': {expected}")
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,19 @@
 """Errors that are the user's: raised with a message that says what to do, before anything heavy loads."""
 
+from __future__ import annotations
+
+import os
+
 
 class UsageError(ValueError):
     """A command line or configuration that cannot work; the message says what to do instead."""
+
+
+class DatasetError(ValueError):
+    """A dataset file or record without the FinQA shape; the message names file, record and field."""
+
+    @classmethod
+    def for_field(cls, path: str | os.PathLike | None, record: str, name: str, expected: str) -> DatasetError:
+        """``"<file>: record <id or #index>: field '<name>': <expected>"`` (file left out when unknown)."""
+        prefix = f"{path}: " if path else ""
+        return cls(f"{prefix}record {record}: field '{name}': {expected}")

@@ -27,15 +27,12 @@ import io
 import os
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from finqa_dsl.core.data import YES_NO, DatasetError, read_records
-from finqa_dsl.core.io import atomic_write_text
+from finqa_dsl.core.dsl import NO, YES
+from finqa_dsl.core.errors import DatasetError
 
 COLUMNS = ("id", "pre_text", "post_text", "table", "question", "answer", "program", "exe_ans")
-SPLITS = ("train", "dev", "test")
 CELL_SEPARATOR = "|"
 LINE_SEPARATOR = "\n"
 _ESCAPES = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "|": "\\|"}
@@ -43,16 +40,6 @@ _UNESCAPES = {escaped[1]: raw for raw, escaped in _ESCAPES.items()}
 _TEXT_SPECIALS = re.compile(r"[\\\n\r]")
 _CELL_SPECIALS = re.compile(r"[\\\n\r|]")
 _ESCAPED = re.compile(r"\\(.)", re.DOTALL)
-
-
-@dataclass(frozen=True)
-class SplitResult:
-    """What one JSON file became: the CSV written, the rows kept, the ids of the rows dropped."""
-
-    source: Path
-    output: Path
-    kept: int
-    dropped_ids: tuple[str, ...]
 
 
 # --- cells -------------------------------------------------------------------------------------------
@@ -166,23 +153,6 @@ def dumps_csv(rows: Iterable[dict[str, str]]) -> str:
     return buffer.getvalue()
 
 
-def preprocess_dir(input_dir: str | os.PathLike, output_dir: str | os.PathLike,
-                   splits: Sequence[str] = SPLITS) -> list[SplitResult]:
-    """``<input_dir>/<split>.json`` -> ``<output_dir>/<split>.csv`` for each split, each written atomically.
-    Every input is read and converted before any file is written, so a bad input leaves no output."""
-    sources = [Path(input_dir) / f"{split}.json" for split in splits]
-    missing = [str(source) for source in sources if not source.is_file()]
-    if missing:
-        raise FileNotFoundError(f"no such FinQA split file: {', '.join(missing)}")
-    converted = [(source, *rows_from_records(read_records(source), source)) for source in sources]
-    results = []
-    for source, rows, dropped in converted:
-        output = Path(output_dir) / f"{source.stem}.csv"
-        atomic_write_text(output, dumps_csv(rows))
-        results.append(SplitResult(source, output, len(rows), tuple(dropped)))
-    return results
-
-
 # --- CSV back to records -----------------------------------------------------------------------------
 
 
@@ -216,7 +186,7 @@ def _record(row: dict[str, str]) -> dict:
 
 
 def _exe_ans(cell: str) -> float | str | None:
-    if cell in YES_NO or not cell:
+    if cell in (YES, NO) or not cell:
         return cell or None
     try:
         return float(cell)

@@ -1,0 +1,251 @@
+"""Run generated Python programs in a pool of isolated worker processes; each gets a value or a reason.
+
+    with Sandbox(workers=2, timeout_s=2.0) as sandbox:
+        results = sandbox.run_many(["a = 3\\nans = a / 4", "ans = 1 / 0"])
+    results[0].value == 0.75; results[1].reason is Reason.EXCEPTION; results[1].detail == "ZeroDivisionError"
+
+The parent only starts workers (``python -I -S worker.py``: no site-packages, no environment variables, cwd a
+throwaway directory removed on close, their own session), sends code and reads back plain JSON: nothing the
+program made is ever unpickled here. A worker runs each program in a forked child under limits and a deadline
+(see worker.py); if a worker itself dies or stops answering within the deadline plus a grace period, it is
+killed with its process group, replaced, and the program in flight gets WORKER_DIED; the run goes on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import weakref
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from .reasons import Reason
+
+WORKER_SCRIPT = Path(__file__).with_name("worker.py")
+# What programs may import (and nothing else): program-of-thought arithmetic needs no more.
+DEFAULT_ALLOWED_MODULES = ("math", "cmath", "decimal", "fractions", "statistics", "datetime", "itertools",
+                           "functools", "operator", "collections", "re", "string")
+STARTUP_TIMEOUT_S = 30.0
+WORKER_GRACE_S = 2.0  # past the program's deadline, a worker that has not answered is declared hung
+
+
+class SandboxError(RuntimeError):
+    """The sandbox itself cannot work (a worker does not start); never raised for a program's failure."""
+
+
+@dataclass(frozen=True)
+class SandboxResult:
+    """One program's outcome: ``value`` (float for numbers, "yes"/"no" for bools, stripped text for strings)
+    when ``reason`` is None; otherwise ``value`` is None and ``reason`` says why, ``detail`` names the exception
+    type, refused operation, signal, exit code or ``ans`` type, and ``message`` holds the exception's text."""
+
+    value: float | str | None
+    reason: Reason | None
+    detail: str = ""
+    message: str = ""
+    stdout: str = ""  # what the program printed (stdout and stderr), at most max_output_chars
+    seconds: float = 0.0  # wall time in the worker, fork to result
+
+    @property
+    def ok(self) -> bool:
+        return self.reason is None
+
+
+def result_from_message(message: dict) -> SandboxResult:
+    """A worker's JSON answer as a SandboxResult, checked field by field (a program can forge its own answer,
+    never anything outside its own result)."""
+    reason = message.get("reason")
+    reason = Reason(reason) if reason in Reason._value2member_map_ else (None if reason is None else Reason.CRASHED)
+    value = message.get("value")
+    if reason is None and (type(value) not in (float, str)):
+        reason = Reason.CRASHED
+    texts = {key: message.get(key) if isinstance(message.get(key), str) else "" for key in
+             ("detail", "message", "stdout")}
+    seconds = message.get("seconds")
+    return SandboxResult(value=None if reason else value, reason=reason, seconds=float(seconds) if
+                         type(seconds) is float else 0.0, **texts)
+
+
+class _Worker:
+    """One worker process and the program it is running (index into the batch and deadline), if any."""
+
+    def __init__(self, config: str, workdir: str) -> None:
+        self.process = subprocess.Popen([sys.executable, "-I", "-S", str(WORKER_SCRIPT), config],
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                        cwd=workdir, env={}, start_new_session=True)
+        self.to_worker = self.process.stdin.fileno()
+        self.from_worker = self.process.stdout.fileno()
+        self.job: tuple[int, float] | None = None
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def wait_ready(self, deadline: float) -> None:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([self.from_worker], [], [], left)[0] or self.receive() is None:
+            code = self.process.poll()
+            self.kill()
+            raise SandboxError(f"sandbox worker {WORKER_SCRIPT} did not start with {sys.executable} -I -S "
+                               f"(exit status {code}); run it by hand to see why")
+
+    def send(self, payload: dict) -> None:
+        data = json.dumps(payload).encode()
+        data = len(data).to_bytes(4, "big") + data
+        while data:
+            data = data[os.write(self.to_worker, data):]
+
+    def receive(self) -> dict | None:
+        """The next message, or None if the worker died (EOF) or sent something unreadable."""
+        header = self._read(4)
+        body = header and self._read(int.from_bytes(header, "big"))
+        try:
+            message = json.loads(body) if body else None
+        except ValueError:
+            return None
+        return message if isinstance(message, dict) else None
+
+    def _read(self, size: int) -> bytes | None:
+        chunks = []
+        while size:
+            chunk = os.read(self.from_worker, size)
+            if not chunk:
+                return None
+            chunks.append(chunk)
+            size -= len(chunk)
+        return b"".join(chunks)
+
+    def kill(self) -> None:
+        """Kill the worker and everything in its session (a program's child included)."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+        self.process.stdin.close()
+        self.process.stdout.close()
+
+
+def _kill_all(workers: list[_Worker], workdir: str) -> None:
+    for worker in workers:
+        worker.kill()
+    workers.clear()
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+class Sandbox:
+    """A pool of sandbox workers; use as a context manager (or call ``close()``). Not thread-safe.
+
+    Limits per program: ``timeout_s`` wall clock (CPU time is capped at that, rounded up, plus 1 s),
+    ``memory_mb`` of address space, ``max_output_chars`` printed, ``max_answer_chars`` for a string ``ans``; no
+    file writes (file-size limit 0), no new processes or file descriptors, imports only from ``allowed_modules``.
+    """
+
+    def __init__(self, workers: int = 2, timeout_s: float = 2.0, memory_mb: int = 512,
+                 max_output_chars: int = 10_000, max_answer_chars: int = 1_000,
+                 allowed_modules: Iterable[str] = DEFAULT_ALLOWED_MODULES) -> None:
+        if workers < 1 or timeout_s <= 0 or memory_mb < 64 or max_output_chars < 0 or max_answer_chars < 0:
+            raise ValueError("Sandbox needs workers >= 1, timeout_s > 0, memory_mb >= 64 (the interpreter's own "
+                             "address space) and non-negative output/answer caps")
+        self.workers = workers
+        self.timeout_s = timeout_s
+        self.workers_replaced = 0
+        self._config = json.dumps({"timeout_s": timeout_s, "memory_mb": memory_mb,
+                                   "max_output_chars": max_output_chars, "max_answer_chars": max_answer_chars,
+                                   "allowed_modules": list(allowed_modules)})
+        self._pool: list[_Worker] = []
+        self._workdir: str | None = None
+        self._finalizer: weakref.finalize | None = None
+
+    @property
+    def workdir(self) -> str | None:
+        """The throwaway directory the workers run in (None until started)."""
+        return self._workdir
+
+    def worker_pids(self) -> list[int]:
+        return [worker.pid for worker in self._pool]
+
+    def start(self) -> Sandbox:
+        if not self._pool:
+            self._workdir = tempfile.mkdtemp(prefix="finqa-sandbox-")
+            self._finalizer = weakref.finalize(self, _kill_all, self._pool, self._workdir)
+            self._pool.extend(_Worker(self._config, self._workdir) for _ in range(self.workers))
+            deadline = time.monotonic() + STARTUP_TIMEOUT_S
+            try:
+                for worker in self._pool:
+                    worker.wait_ready(deadline)
+            except SandboxError:
+                self.close()
+                raise
+        return self
+
+    def close(self) -> None:
+        if self._finalizer is not None:
+            self._finalizer()
+            self._finalizer = None
+
+    def __enter__(self) -> Sandbox:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def run(self, code: str) -> SandboxResult:
+        return self.run_many([code])[0]
+
+    def run_many(self, codes: Iterable[str]) -> list[SandboxResult]:
+        """Run every program (in parallel over the workers); results in the order of ``codes``."""
+        self.start()
+        codes = list(codes)
+        results: list[SandboxResult | None] = [None] * len(codes)
+        queue = deque(range(len(codes)))
+        while queue or any(worker.job for worker in self._pool):
+            for worker in list(self._pool):
+                if worker.job is None and queue:
+                    self._dispatch(worker, queue.popleft(), codes)
+            busy = [worker for worker in self._pool if worker.job]
+            wait = max(0.0, min(worker.job[1] for worker in busy) - time.monotonic())
+            readable = set(select.select([worker.from_worker for worker in busy], [], [], wait)[0])
+            now = time.monotonic()
+            for worker in busy:
+                index, deadline = worker.job
+                if worker.from_worker in readable:
+                    message = worker.receive()
+                    if message is not None and message.get("id") == index:
+                        results[index] = result_from_message(message)
+                        worker.job = None
+                        continue
+                    results[index] = SandboxResult(None, Reason.WORKER_DIED, "worker exited")
+                elif now >= deadline:
+                    results[index] = SandboxResult(None, Reason.WORKER_DIED, "worker hung", seconds=now -
+                                                   deadline + self.timeout_s + WORKER_GRACE_S)
+                else:
+                    continue
+                self._replace(worker)
+        return results
+
+    def _dispatch(self, worker: _Worker, index: int, codes: list[str]) -> None:
+        """Send a program to a worker, replacing the worker first if it died while idle."""
+        request = {"id": index, "code": codes[index]}
+        try:
+            worker.send(request)
+        except OSError:
+            worker = self._replace(worker)
+            worker.send(request)
+        worker.job = (index, time.monotonic() + self.timeout_s + WORKER_GRACE_S)
+
+    def _replace(self, worker: _Worker) -> _Worker:
+        worker.kill()
+        fresh = _Worker(self._config, self._workdir)
+        fresh.wait_ready(time.monotonic() + STARTUP_TIMEOUT_S)
+        self._pool[self._pool.index(worker)] = fresh
+        self.workers_replaced += 1
+        return fresh

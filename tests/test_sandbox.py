@@ -356,3 +356,11 @@ def test_bad_limits_are_refused():
         Sandbox(workers=0)
     with pytest.raises(ValueError, match="memory_mb >= 64"):
         Sandbox(memory_mb=8)
+
+
+def test_large_programs_and_large_outputs_do_not_jam_the_pipes(sandbox):
+    padding = "# " + "x" * 40_000 + "\n"  # past the size that is queued behind a running program
+    codes = [padding + f"ans = {i}" if i % 3 == 0 else f"print('\\U0001F600' * 9000)\nans = {i}" for i in range(30)]
+    results = sandbox.run_many(codes)
+    assert [result.value for result in results] == [float(i) for i in range(30)]
+    assert all(result.stdout == "\U0001F600" * 9000 + "\n" for i, result in enumerate(results) if i % 3)

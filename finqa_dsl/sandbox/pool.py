@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import select
 import shutil
@@ -37,6 +38,8 @@ DEFAULT_ALLOWED_MODULES = ("math", "cmath", "decimal", "fractions", "statistics"
                            "functools", "operator", "collections", "re", "string")
 STARTUP_TIMEOUT_S = 30.0
 WORKER_GRACE_S = 2.0  # past the program's deadline, a worker that has not answered is declared hung
+PIPELINE_DEPTH = 2  # programs in flight per worker: the running one and the next
+PIPELINED_BYTES = 16_384  # larger requests wait until their worker is idle
 
 
 class SandboxError(RuntimeError):
@@ -85,7 +88,8 @@ class _Worker:
                                         cwd=workdir, env={}, start_new_session=True)
         self.to_worker = self.process.stdin.fileno()
         self.from_worker = self.process.stdout.fileno()
-        self.job: tuple[int, float] | None = None
+        self.jobs: deque[int] = deque()  # programs sent, oldest (the one running) first
+        self.deadline = math.inf  # when the oldest must have been answered
 
     @property
     def pid(self) -> int:
@@ -99,9 +103,7 @@ class _Worker:
             raise SandboxError(f"sandbox worker {WORKER_SCRIPT} did not start with {sys.executable} -I -S "
                                f"(exit status {code}); run it by hand to see why")
 
-    def send(self, payload: dict) -> None:
-        data = json.dumps(payload).encode()
-        data = len(data).to_bytes(4, "big") + data
+    def send(self, data: bytes) -> None:
         while data:
             data = data[os.write(self.to_worker, data):]
 
@@ -157,6 +159,7 @@ class Sandbox:
                              "address space) and non-negative output/answer caps")
         self.workers = workers
         self.timeout_s = timeout_s
+        self._budget = timeout_s + WORKER_GRACE_S
         self.workers_replaced = 0
         self._config = json.dumps({"timeout_s": timeout_s, "memory_mb": memory_mb,
                                    "max_output_chars": max_output_chars, "max_answer_chars": max_answer_chars,
@@ -207,40 +210,47 @@ class Sandbox:
         codes = list(codes)
         results: list[SandboxResult | None] = [None] * len(codes)
         queue = deque(range(len(codes)))
-        while queue or any(worker.job for worker in self._pool):
+        while queue or any(worker.jobs for worker in self._pool):
             for worker in list(self._pool):
-                if worker.job is None and queue:
-                    self._dispatch(worker, queue.popleft(), codes)
-            busy = [worker for worker in self._pool if worker.job]
-            wait = max(0.0, min(worker.job[1] for worker in busy) - time.monotonic())
+                self._fill(worker, queue, codes)
+            busy = [worker for worker in self._pool if worker.jobs]
+            wait = max(0.0, min(worker.deadline for worker in busy) - time.monotonic())
             readable = set(select.select([worker.from_worker for worker in busy], [], [], wait)[0])
-            now = time.monotonic()
             for worker in busy:
-                index, deadline = worker.job
                 if worker.from_worker in readable:
                     message = worker.receive()
-                    if message is not None and message.get("id") == index:
-                        results[index] = result_from_message(message)
-                        worker.job = None
+                    if message is not None and message.get("id") == worker.jobs[0]:
+                        results[worker.jobs.popleft()] = result_from_message(message)
+                        worker.deadline = time.monotonic() + self._budget if worker.jobs else math.inf
                         continue
-                    results[index] = SandboxResult(None, Reason.WORKER_DIED, "worker exited")
-                elif now >= deadline:
-                    results[index] = SandboxResult(None, Reason.WORKER_DIED, "worker hung", seconds=now -
-                                                   deadline + self.timeout_s + WORKER_GRACE_S)
+                    failure = "worker exited"
+                elif time.monotonic() >= worker.deadline:
+                    failure = "worker hung"
                 else:
                     continue
+                results[worker.jobs.popleft()] = SandboxResult(None, Reason.WORKER_DIED, failure)
+                queue.extendleft(reversed(worker.jobs))  # sent but never started: run them elsewhere
                 self._replace(worker)
         return results
 
-    def _dispatch(self, worker: _Worker, index: int, codes: list[str]) -> None:
-        """Send a program to a worker, replacing the worker first if it died while idle."""
-        request = {"id": index, "code": codes[index]}
-        try:
-            worker.send(request)
-        except OSError:
-            worker = self._replace(worker)
-            worker.send(request)
-        worker.job = (index, time.monotonic() + self.timeout_s + WORKER_GRACE_S)
+    def _fill(self, worker: _Worker, queue: deque[int], codes: list[str]) -> None:
+        """Keep up to PIPELINE_DEPTH programs in the worker's pipe, so that it never waits on the parent;
+        only small ones go behind another (a full pipe each way would deadlock)."""
+        while queue and len(worker.jobs) < PIPELINE_DEPTH:
+            data = json.dumps({"id": queue[0], "code": codes[queue[0]]}).encode()
+            data = len(data).to_bytes(4, "big") + data
+            if worker.jobs and len(data) > PIPELINED_BYTES:
+                return
+            try:
+                worker.send(data)
+            except OSError:  # it died: while idle, replace it now; else the dead pipe tells run_many
+                if worker.jobs:
+                    return
+                worker = self._replace(worker)
+                worker.send(data)
+            if not worker.jobs:
+                worker.deadline = time.monotonic() + self._budget
+            worker.jobs.append(queue.popleft())
 
     def _replace(self, worker: _Worker) -> _Worker:
         worker.kill()

@@ -218,7 +218,8 @@ def run_one(code: str, config: dict) -> dict:
             os._exit(4)  # never return into the worker's loop
     os.close(write_end)
     deadline = started + config["timeout_s"]
-    cap = 4 * (config["max_output_chars"] + config["max_answer_chars"]) + 4096
+    # JSON escapes a character into at most 12 bytes (a surrogate pair); the rest of a result is small.
+    cap = 12 * (config["max_output_chars"] + config["max_answer_chars"] + 2 * MAX_MESSAGE_CHARS) + 4096
     data, timed_out = bytearray(), False
     while True:
         left = deadline - time.monotonic()

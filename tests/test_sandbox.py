@@ -63,6 +63,15 @@ HOSTILE = [
     ("delete_file", ESCAPE + "os_['remove']('SENTINEL/keep.txt')", {Reason.FORBIDDEN}, "os.remove"),
     ("rename_file", ESCAPE + "os_['rename']('SENTINEL/keep.txt', 'SENTINEL/moved.txt')", {Reason.FORBIDDEN},
      "os.rename"),
+    ("mkfifo_escape", ESCAPE + "os_['mkfifo']('SENTINEL/fifo')", {Reason.EXCEPTION}, "KeyError"),
+    ("mknod_escape", ESCAPE + "sys_.modules['posix'].mknod('SENTINEL/node')", {Reason.EXCEPTION}, "AttributeError"),
+    ("fresh_posix_module", ESCAPE + "spec = sys_.modules['_frozen_importlib'].ModuleSpec('posix', None)\n"
+     "sys_.modules['_imp'].create_builtin(spec).mkfifo('SENTINEL/fifo')", {Reason.EXCEPTION}, "AttributeError"),
+    ("renice_worker", ESCAPE + "os_['setpriority'](0, os_['getppid'](), 19)", {Reason.EXCEPTION}, "KeyError"),
+    ("disarm_hook_globals", ESCAPE + "class Everything:\n    def __contains__(self, item):\n        return True\n"
+     "sys_.modules['__main__'].ALLOWED_EVENTS = Everything()\nos_['_exit'] = lambda code: None\n"
+     "sys_.stdout.finish = lambda *args, **kwargs: None\nos_['remove']('SENTINEL/keep.txt')",
+     {Reason.FORBIDDEN}, "os.remove"),
     ("chmod_file", ESCAPE + "os_['chmod']('SENTINEL/keep.txt', 0)", {Reason.FORBIDDEN}, "os.chmod"),
     ("truncate_file", ESCAPE + "os_['truncate']('SENTINEL/keep.txt', 0)", {Reason.FORBIDDEN}, "os.truncate"),
     ("read_file", "ans = open('/etc/passwd').read()", {Reason.FORBIDDEN}, "open"),

@@ -15,6 +15,7 @@ timeout, crash or exit costs a fork (about a millisecond), not a new interpreter
 from __future__ import annotations
 
 import builtins
+import contextlib
 import json
 import math
 import os
@@ -35,6 +36,12 @@ MAX_MESSAGE_CHARS = 300
 # objects), ``sys._getframe``, ``import`` (of anything not preloaded), ``open`` and every os/socket/ctypes/
 # subprocess event are therefore refused.
 ALLOWED_EVENTS = frozenset({"exec", "compile", "builtins.id", "object.__setattr__", "object.__delattr__"})
+# Functions that act outside the child without raising an audit event: removed from the child's copies of these
+# modules (``_imp`` ones would build a fresh ``posix`` module with them back).
+_OS_UNAUDITED = ("mkfifo", "mknod", "chroot", "setpriority", "sched_setaffinity", "sched_setscheduler",
+                 "sched_setparam")
+UNAUDITED = {"posix": _OS_UNAUDITED, "os": _OS_UNAUDITED,
+             "_imp": ("create_builtin", "create_dynamic", "exec_builtin", "exec_dynamic")}
 REMOVED_BUILTINS = ("open", "eval", "exec", "compile", "input", "breakpoint", "help", "exit", "quit",
                     "globals", "locals", "vars", "memoryview")
 # Imported lazily (through the program's __import__) by modules programs may use (datetime.strptime): preloaded
@@ -70,6 +77,24 @@ def read_exact(fd: int, size: int) -> bytes | None:
         chunks.append(chunk)
         left -= len(chunk)
     return b"".join(chunks)
+
+
+def forbidding_hook(allowed: frozenset[str] = ALLOWED_EVENTS, write=os.write, end=os._exit):
+    """An audit hook that ends the process at the first event not in ``allowed``, reporting FORBIDDEN.
+
+    Everything it uses is bound here, so a program that rebinds module attributes (``os._exit``, this module's
+    globals, ``json``) cannot disarm it; nothing keeps a reference to it that a program could reach.
+    """
+    head = b'{"reason": "' + Reason.FORBIDDEN.encode() + b'", "detail": "'
+    unsafe = bytes(range(32)) + b'"\\'
+
+    def hook(event: str, args: tuple) -> None:
+        if event not in allowed:
+            try:
+                write(RESULT_FD, head + event.encode("ascii", "replace").translate(None, unsafe) + b'"}')
+            finally:
+                end(0)
+    return hook
 
 
 class _Child:
@@ -116,6 +141,11 @@ class _Child:
         if result_fd != RESULT_FD:
             os.dup2(result_fd, RESULT_FD)
         os.closerange(RESULT_FD + 1, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+        with contextlib.suppress(OSError):  # needs CAP_SYS_CHROOT (root, most containers); else paths stay real
+            os.chroot(".")  # the throwaway directory becomes "/"
+        for module, names in UNAUDITED.items():
+            for name in names:
+                vars(sys.modules[module]).pop(name, None)
         memory = self.config["memory_mb"] * 1024 * 1024
         cpu = math.ceil(self.config["timeout_s"]) + 1
         for limit, value in ((resource.RLIMIT_AS, memory), (resource.RLIMIT_CPU, cpu), (resource.RLIMIT_FSIZE, 0),
@@ -141,10 +171,6 @@ class _Child:
         table.update({name: refuse(name) for name in REMOVED_BUILTINS}, __import__=restricted_import)
         return table
 
-    def audit(self, event: str, args: tuple) -> None:
-        if event not in ALLOWED_EVENTS:
-            self.finish(Reason.FORBIDDEN, event)
-
     def run(self, code: str, result_fd: int) -> None:
         self.isolate(result_fd)
         try:
@@ -156,7 +182,7 @@ class _Child:
         except BaseException as error:  # noqa: B036  (RecursionError on absurd nesting)
             self.finish(Reason.EXCEPTION, type_name(error))
         namespace = {"__builtins__": self.builtins(), "__name__": "__main__"}
-        sys.addaudithook(self.audit)
+        sys.addaudithook(forbidding_hook())
         try:
             exec(compiled, namespace)
         except MemoryError:
@@ -270,10 +296,8 @@ def main() -> None:
     config = json.loads(sys.argv[1])
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     for name in (*config["allowed_modules"], *HELPER_MODULES):
-        try:  # noqa: SIM105  (contextlib would be one more module a program could reach)
+        with contextlib.suppress(ImportError):  # not in this Python: programs importing it get FORBIDDEN
             __import__(name)
-        except ImportError:
-            pass  # not in this Python: programs importing it get FORBIDDEN
     send(1, {"ready": os.getpid()})
     while (request := receive(0)) is not None:
         send(1, run_one(request["code"], config) | {"id": request["id"]})

@@ -2,19 +2,22 @@
 
     python scripts/benchmark_sandbox.py [--examples DIR] [--n 1147] [--workers 2] [--timeout_s 2]
 
-The programs are program-of-thought Python written from real FinQA gold programs (test.json, then dev.json, up
-to ``--n``) by a plain translation (one variable per step, then ``ans = ...``; table steps become their
-value); every 100th is swapped for a failing one (ZeroDivisionError, syntax error, NameError, no ``ans``, a
-list ``ans``). Both paths run the same programs with the same parallelism (``--workers``); the naive path
-starts ``python -c RUNNER`` per program, feeds the code on stdin and reads the value back. One run each, after
-a warm-up of the sandbox's workers; prints one JSON line: seconds, programs/s, ratio, whether every program got
-the same value (or failed in both), and how many values match the gold ``exe_ans``.
+The programs are program-of-thought Python written from FinQA gold programs (test.json, then dev.json, cycled
+up to ``--n``; the real examples in ../shared/FinQA/real when present) by a plain translation: one variable per
+step, then ``ans = ...``; a table step becomes its value. Every 100th is swapped for a failing one
+(ZeroDivisionError, syntax error, NameError, no ``ans``, a list ``ans``). Both paths run the same programs with
+the same parallelism (``--workers``); the naive path starts ``python -c RUNNER`` per program, feeds the code on
+stdin and reads the value back. One run each, after a warm-up of the sandbox's workers; prints one JSON line:
+seconds, programs/s, ratio, whether every program got the same value (or failed in both), and how many values
+match the gold ``exe_ans``.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
+import os
 import subprocess
 import sys
 import time
@@ -24,7 +27,9 @@ from pathlib import Path
 from finqa_dsl.core.dsl import execute, str_to_num, tokenize
 from finqa_dsl.sandbox import Sandbox, SandboxResult
 
-SHARED_REAL = Path(__file__).resolve().parents[2] / "shared" / "FinQA" / "real"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_REAL = Path(os.environ.get("FINQA_SHARED_DIR", REPO_ROOT.parent / "shared")) / "FinQA" / "real"
+DEFAULT_EXAMPLES = SHARED_REAL if SHARED_REAL.is_dir() else REPO_ROOT / "FinQA" / "sample"
 INFIX = {"add": "+", "subtract": "-", "multiply": "*", "divide": "/", "exp": "**", "greater": ">"}
 FAILING = ("ans = 1 / 0", "ans = (revenue -", "ans = revenue * 2", "revenue = 100", "ans = [1, 2]")
 # The naive path: what a script would write to run one program in a fresh interpreter.
@@ -43,7 +48,9 @@ print(json.dumps(value))
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--examples", type=Path, default=SHARED_REAL, help="folder with test.json and dev.json")
+    parser.add_argument("--examples", type=Path, default=DEFAULT_EXAMPLES,
+                        help="folder with test.json and dev.json (default: the real examples in ../shared, "
+                             "else the embedded sample); cycled if they hold fewer than --n")
     parser.add_argument("--n", type=int, default=1147, help="programs (the official test split's size)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--timeout_s", type=float, default=2.0)
@@ -72,8 +79,8 @@ def operand(arg: str) -> str:
 
 def programs(folder: Path, n: int) -> tuple[list[str], list[object]]:
     """``n`` programs and their gold ``exe_ans`` (None for the failing ones)."""
-    examples = [example for name in ("test.json", "dev.json") for example in
-                json.loads((folder / name).read_text())][:n]
+    examples = [example for name in ("test.json", "dev.json") for example in json.loads((folder / name).read_text())]
+    examples = list(itertools.islice(itertools.cycle(examples), n))
     codes, gold = [], []
     for index, example in enumerate(examples):
         if index % 100 == 99:

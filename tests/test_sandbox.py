@@ -18,6 +18,7 @@ import pytest
 
 from finqa_dsl.sandbox import Reason, Sandbox, SandboxError, SandboxResult
 from finqa_dsl.sandbox import pool as sandbox_pool
+from scripts import benchmark_sandbox
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SECRET = "FINQA_SANDBOX_TEST_SECRET"
@@ -373,3 +374,9 @@ def test_large_programs_and_large_outputs_do_not_jam_the_pipes(sandbox):
     results = sandbox.run_many(codes)
     assert [result.value for result in results] == [float(i) for i in range(30)]
     assert all(result.stdout == "\U0001F600" * 9000 + "\n" for i, result in enumerate(results) if i % 3)
+
+
+def test_benchmark_programs_get_the_same_values_as_one_subprocess_each():
+    summary = benchmark_sandbox.main(["--n", "20", "--examples", str(REPO_ROOT / "FinQA" / "sample")])
+    assert summary["same_values"] and summary["failed"] == 0
+    assert summary["match_gold_exe_ans"] == 20  # the translated gold programs compute the gold answers

@@ -380,3 +380,15 @@ def test_benchmark_programs_get_the_same_values_as_one_subprocess_each():
     summary = benchmark_sandbox.main(["--n", "20", "--examples", str(REPO_ROOT / "FinQA" / "sample")])
     assert summary["same_values"] and summary["failed"] == 0
     assert summary["match_gold_exe_ans"] == 20  # the translated gold programs compute the gold answers
+
+
+@pytest.mark.parametrize(("message", "expected"), [
+    ({"value": 2.5, "reason": None, "stdout": "hi", "seconds": 0.5}, SandboxResult(2.5, None, stdout="hi", seconds=0.5)),
+    ({"value": "no", "detail": 5, "seconds": "soon"}, SandboxResult("no", None)),
+    ({"value": 42}, SandboxResult(None, Reason.CRASHED)),  # ints never come from the child: forged
+    ({"value": [1]}, SandboxResult(None, Reason.CRASHED)),
+    ({"reason": "bogus", "value": 1.0}, SandboxResult(None, Reason.CRASHED)),
+    ({"reason": "timeout", "value": 1.0, "detail": "d"}, SandboxResult(None, Reason.TIMEOUT, "d")),
+])
+def test_worker_messages_are_checked_field_by_field(message, expected):
+    assert sandbox_pool.result_from_message(message) == expected

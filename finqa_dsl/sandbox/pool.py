@@ -66,21 +66,30 @@ class SandboxResult:
 
 def result_from_message(message: dict) -> SandboxResult:
     """A worker's JSON answer as a SandboxResult, checked field by field (a program can forge its own answer,
-    never anything outside its own result)."""
-    reason = message.get("reason")
-    reason = Reason(reason) if reason in Reason._value2member_map_ else (None if reason is None else Reason.CRASHED)
-    value = message.get("value")
-    if reason is None and (type(value) not in (float, str)):
+    never anything outside its own result); anything malformed is CRASHED."""
+    try:
+        reason = None if message.get("reason") is None else Reason(message["reason"])
+    except ValueError:
         reason = Reason.CRASHED
-    texts = {key: message.get(key) if isinstance(message.get(key), str) else "" for key in
-             ("detail", "message", "stdout")}
+    value = message.get("value")
+    if reason is None and type(value) not in (float, str):
+        reason = Reason.CRASHED
+    texts = {key: text if isinstance(text := message.get(key), str) else "" for key in ("detail", "message", "stdout")}
     seconds = message.get("seconds")
-    return SandboxResult(value=None if reason else value, reason=reason, seconds=float(seconds) if
-                         type(seconds) is float else 0.0, **texts)
+    return SandboxResult(value=None if reason else value, reason=reason,
+                         seconds=seconds if type(seconds) is float else 0.0, **texts)
+
+
+def _readable(fds: list[int], timeout_s: float) -> set[int]:
+    """Which of ``fds`` have data or hit EOF within ``timeout_s`` (poll: no FD_SETSIZE limit)."""
+    poller = select.poll()
+    for fd in fds:
+        poller.register(fd, select.POLLIN)
+    return {fd for fd, _ in poller.poll(math.ceil(timeout_s * 1000))}
 
 
 class _Worker:
-    """One worker process and the program it is running (index into the batch and deadline), if any."""
+    """One worker process, the programs sent to it (indices into the batch) and its deadline."""
 
     def __init__(self, config: str, workdir: str) -> None:
         self.process = subprocess.Popen([sys.executable, "-I", "-S", str(WORKER_SCRIPT), config],
@@ -97,7 +106,7 @@ class _Worker:
 
     def wait_ready(self, deadline: float) -> None:
         left = deadline - time.monotonic()
-        if left <= 0 or not select.select([self.from_worker], [], [], left)[0] or self.receive() is None:
+        if left <= 0 or not _readable([self.from_worker], left) or self.receive() is None:
             code = self.process.poll()
             self.kill()
             raise SandboxError(f"sandbox worker {WORKER_SCRIPT} did not start with {sys.executable} -I -S "
@@ -215,7 +224,7 @@ class Sandbox:
                 self._fill(worker, queue, codes)
             busy = [worker for worker in self._pool if worker.jobs]
             wait = max(0.0, min(worker.deadline for worker in busy) - time.monotonic())
-            readable = set(select.select([worker.from_worker for worker in busy], [], [], wait)[0])
+            readable = _readable([worker.from_worker for worker in busy], wait)
             for worker in busy:
                 if worker.from_worker in readable:
                     message = worker.receive()

@@ -383,7 +383,8 @@ def test_benchmark_programs_get_the_same_values_as_one_subprocess_each():
 
 
 @pytest.mark.parametrize(("message", "expected"), [
-    ({"value": 2.5, "reason": None, "stdout": "hi", "seconds": 0.5}, SandboxResult(2.5, None, stdout="hi", seconds=0.5)),
+    ({"value": 2.5, "reason": None, "stdout": "hi", "seconds": 0.5},
+     SandboxResult(2.5, None, stdout="hi", seconds=0.5)),
     ({"value": "no", "detail": 5, "seconds": "soon"}, SandboxResult("no", None)),
     ({"value": 42}, SandboxResult(None, Reason.CRASHED)),  # ints never come from the child: forged
     ({"value": [1]}, SandboxResult(None, Reason.CRASHED)),

@@ -393,3 +393,24 @@ def test_benchmark_programs_get_the_same_values_as_one_subprocess_each():
 ])
 def test_worker_messages_are_checked_field_by_field(message, expected):
     assert sandbox_pool.result_from_message(message) == expected
+
+
+def test_a_run_interrupted_by_the_caller_leaves_the_sandbox_usable():
+    class Interrupted(Exception):
+        pass
+
+    def interrupt(*_):
+        raise Interrupted
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        with Sandbox(workers=1, timeout_s=3.0) as one_worker:
+            signal.setitimer(signal.ITIMER_REAL, 0.3)
+            with pytest.raises(Interrupted):
+                one_worker.run_many(["while True:\n    pass", "ans = 1"])
+            began = time.monotonic()
+            assert [result.value for result in one_worker.run_many(["ans = 2", "ans = 3"])] == [2.0, 3.0]
+            assert time.monotonic() - began < 2.0  # did not wait for the abandoned loop's deadline
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)

@@ -216,6 +216,9 @@ class Sandbox:
     def run_many(self, codes: Iterable[str]) -> list[SandboxResult]:
         """Run every program (in parallel over the workers); results in the order of ``codes``."""
         self.start()
+        for worker in list(self._pool):
+            if worker.jobs:  # left busy by an interrupted run_many: its answers belong to no one
+                self._replace(worker)
         codes = list(codes)
         results: list[SandboxResult | None] = [None] * len(codes)
         queue = deque(range(len(codes)))

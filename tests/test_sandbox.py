@@ -113,6 +113,9 @@ HOSTILE = [
     ("write_to_fd_1", ESCAPE + "os_['write'](1, b'x' * 10**6)\nans = 1", {OK}, 1.0),
     ("read_stdin", ESCAPE + "ans = len(os_['read'](0, 100))", {OK}, 0.0),
     ("corrupt_result_pipe", ESCAPE + "os_['write'](3, b'garbage')\nans = 1", {Reason.CRASHED}, "malformed result"),
+    ("close_result_pipe_and_spin", ESCAPE + "os_['close'](3)\nwhile True:\n    pass", {Reason.TIMEOUT}, None),
+    ("forge_result_and_spin", ESCAPE + "os_['write'](3, b'{\"value\": 42.0}')\nos_['close'](3)\n"
+     "while True:\n    pass", {Reason.TIMEOUT}, None),
     ("threading_import", "import threading", {Reason.FORBIDDEN}, "import threading"),
     ("threads_escape", ESCAPE + "t = sys_.modules['_thread']\ndef spin():\n    while True:\n        pass\n"
      "for _ in range(20):\n    t.start_new_thread(spin, ())\nans = 1", {OK, Reason.EXCEPTION, Reason.FORBIDDEN},

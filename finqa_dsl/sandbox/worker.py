@@ -260,7 +260,9 @@ def run_one(code: str, config: dict) -> dict:
             break
     if timed_out or len(data) > cap:
         os.kill(pid, signal.SIGKILL)
-    _, status = os.waitpid(pid, 0)
+        _, status = os.waitpid(pid, 0)
+    else:  # the pipe closed: the child is exiting, or closed it itself and lingers
+        status, timed_out = reap(pid, deadline)
     os.close(read_end)
     result = {"seconds": time.monotonic() - started}
     if timed_out:
@@ -276,6 +278,20 @@ def run_one(code: str, config: dict) -> dict:
     if not isinstance(reported, dict):
         return result | {"reason": Reason.CRASHED, "detail": "malformed result"}
     return reported | result
+
+
+def reap(pid: int, deadline: float) -> tuple[int, bool]:
+    """Wait for the child to exit, killing it at the deadline: (its wait status, whether it was killed)."""
+    pause = 0.00005
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return status, False
+        if time.monotonic() >= deadline:
+            os.kill(pid, signal.SIGKILL)
+            return os.waitpid(pid, 0)[1], True
+        time.sleep(pause)
+        pause = min(2 * pause, 0.01)
 
 
 def unreported(status: int) -> dict:

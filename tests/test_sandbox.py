@@ -116,6 +116,12 @@ HOSTILE = [
     ("close_result_pipe_and_spin", ESCAPE + "os_['close'](3)\nwhile True:\n    pass", {Reason.TIMEOUT}, None),
     ("forge_result_and_spin", ESCAPE + "os_['write'](3, b'{\"value\": 42.0}')\nos_['close'](3)\n"
      "while True:\n    pass", {Reason.TIMEOUT}, None),
+    ("prlimit_worker", ESCAPE + "r = sys_.modules['resource']\nr.prlimit(os_['getppid'](), r.RLIMIT_NOFILE, (0, 0))",
+     {Reason.FORBIDDEN}, "resource.prlimit"),
+    ("raise_own_limits", ESCAPE + "r = sys_.modules['resource']\nr.setrlimit(r.RLIMIT_AS, (-1, -1))",
+     {Reason.FORBIDDEN}, "resource.setrlimit"),
+    ("sleep_escape", ESCAPE + "sys_.modules['time'].sleep(100)", {Reason.FORBIDDEN, Reason.TIMEOUT}, None),
+    ("stat_outside", ESCAPE + "ans = os_['stat']('/etc/passwd').st_size", {Reason.EXCEPTION, OK}, None),
     ("threading_import", "import threading", {Reason.FORBIDDEN}, "import threading"),
     ("threads_escape", ESCAPE + "t = sys_.modules['_thread']\ndef spin():\n    while True:\n        pass\n"
      "for _ in range(20):\n    t.start_new_thread(spin, ())\nans = 1", {OK, Reason.EXCEPTION, Reason.FORBIDDEN},

@@ -5,11 +5,13 @@ the modules programs may import plus what it needs itself, since a program can r
 Protocol on fd 0 (requests) and fd 1 (responses): 4-byte big-endian length, then UTF-8 JSON.
 
 Per program the worker forks; the child closes every inherited file descriptor, points 0/1/2 at /dev/null,
-lowers its resource limits (address space, CPU time, file size 0, no new processes or files, no core dumps),
-compiles the code, installs an audit hook that ends the program at the first event not on a short allowlist
-(open, import, socket, subprocess, os.system, os.fork, os.kill, ctypes, frame introspection, ...), runs it with
-restricted builtins and writes one JSON result to a pipe. The worker kills the child at the deadline, so a
-timeout, crash or exit costs a fork (about a millisecond), not a new interpreter, and no state outlives a program.
+chroots into the throwaway directory where it may, lowers its resource limits (address space, CPU time, file
+size 0, no new processes, threads or file descriptors, no core dumps), drops the few os functions that act
+without an audit event, compiles the code, installs an audit hook that ends the program at the first event not
+on a short allowlist (open, import, socket, subprocess, os.system, os.fork, os.kill, ctypes, frame
+introspection, ...), runs it with restricted builtins and writes one JSON result to a pipe. The worker kills the
+child at the deadline, so a timeout, crash or exit costs a fork (about a millisecond), not a new interpreter,
+and no state outlives a program.
 """
 
 from __future__ import annotations

@@ -1,0 +1,133 @@
+"""Time executing 1,147 generated Python programs: the sandbox vs one ``python`` subprocess per program.
+
+    python scripts/benchmark_sandbox.py [--examples DIR] [--n 1147] [--workers 2] [--timeout_s 2]
+
+The programs are program-of-thought Python written from FinQA gold programs (test.json, then dev.json, cycled
+up to ``--n``; the real examples in ../shared/FinQA/real when present) by a plain translation: one variable per
+step, then ``ans = ...``; a table step becomes its value. Every 100th is swapped for a failing one
+(ZeroDivisionError, syntax error, NameError, no ``ans``, a list ``ans``). Both paths run the same programs with
+the same parallelism (``--workers``); the naive path starts ``python -c RUNNER`` per program, feeds the code on
+stdin and reads the value back. One run each, after a warm-up of the sandbox's workers; prints one JSON line:
+seconds, programs/s, ratio, whether every program got the same value (or failed in both), and how many values
+match the gold ``exe_ans``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from finqa_dsl.core.dsl import execute, str_to_num, tokenize
+from finqa_dsl.sandbox import Sandbox, SandboxResult
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_REAL = Path(os.environ.get("FINQA_SHARED_DIR", REPO_ROOT.parent / "shared")) / "FinQA" / "real"
+DEFAULT_EXAMPLES = SHARED_REAL if SHARED_REAL.is_dir() else REPO_ROOT / "FinQA" / "sample"
+INFIX = {"add": "+", "subtract": "-", "multiply": "*", "divide": "/", "exp": "**", "greater": ">"}
+FAILING = ("ans = 1 / 0", "ans = (revenue -", "ans = revenue * 2", "revenue = 100", "ans = [1, 2]")
+# The naive path: what a script would write to run one program in a fresh interpreter.
+NAIVE_RUNNER = """
+import json, sys
+namespace = {"__name__": "__main__"}
+try:
+    exec(compile(sys.stdin.read(), "<program>", "exec"), namespace)
+    ans = namespace["ans"]
+    value = ("yes" if ans else "no") if type(ans) is bool else ans.strip() if isinstance(ans, str) else float(ans)
+except BaseException as error:
+    value = None
+print(json.dumps(value))
+"""
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--examples", type=Path, default=DEFAULT_EXAMPLES,
+                        help="folder with test.json and dev.json (default: the real examples in ../shared, "
+                             "else the embedded sample); cycled if they hold fewer than --n")
+    parser.add_argument("--n", type=int, default=1147, help="programs (the official test split's size)")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--timeout_s", type=float, default=2.0)
+    return parser.parse_args(argv)
+
+
+def to_python(program: str, table: list[list[str]], question: str) -> str:
+    """A FinQA DSL program as program-of-thought Python: ``v0 = 5829 - 5735``, ..., ``ans = v1``."""
+    tokens = tokenize(program)
+    lines = [f"# {question}"]
+    for step, start in enumerate(range(0, len(tokens) - 1, 4)):
+        op, first, second = tokens[start][:-1], tokens[start + 1], tokens[start + 2]
+        if op.startswith("table_"):
+            value = execute(f"{op}({first}, none)", table).value
+            lines.append(f"v{step} = {value!r}  # {op} of the row {first!r}")
+        else:
+            left, right = (operand(arg) for arg in (first, second))
+            lines.append(f"v{step} = {left} {INFIX[op]} {right}")
+    lines.append(f"ans = v{step}")
+    return "\n".join(lines)
+
+
+def operand(arg: str) -> str:
+    return f"v{arg[1:]}" if arg.startswith("#") else repr(str_to_num(arg))
+
+
+def programs(folder: Path, n: int) -> tuple[list[str], list[object]]:
+    """``n`` programs and their gold ``exe_ans`` (None for the failing ones)."""
+    examples = [example for name in ("test.json", "dev.json") for example in json.loads((folder / name).read_text())]
+    examples = list(itertools.islice(itertools.cycle(examples), n))
+    codes, gold = [], []
+    for index, example in enumerate(examples):
+        if index % 100 == 99:
+            codes.append(FAILING[index // 100 % len(FAILING)])
+            gold.append(None)
+        else:
+            codes.append(to_python(example["qa"]["program"], example["table"], example["qa"]["question"]))
+            gold.append(example["qa"]["exe_ans"])
+    return codes, gold
+
+
+def run_naive(code: str, timeout_s: float) -> float | str | None:
+    try:
+        done = subprocess.run([sys.executable, "-c", NAIVE_RUNNER], input=code, capture_output=True, text=True,
+                              timeout=timeout_s)
+        return json.loads(done.stdout)
+    except (subprocess.TimeoutExpired, ValueError):
+        return None
+
+
+def matches_gold(value: float | str | None, gold: object) -> bool:
+    if isinstance(value, float) and isinstance(gold, int | float):
+        return abs(value - gold) < 1e-3
+    return isinstance(value, str) and str(gold).lower() == value.lower()
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    codes, gold = programs(args.examples, args.n)
+    with Sandbox(workers=args.workers, timeout_s=args.timeout_s) as sandbox:
+        sandbox.run_many(["ans = 1"] * 2 * args.workers)  # warm-up: workers started, first forks done
+        began = time.perf_counter()
+        results: list[SandboxResult] = sandbox.run_many(codes)
+        ours = time.perf_counter() - began
+    began = time.perf_counter()
+    with ThreadPoolExecutor(args.workers) as threads:
+        naive_values = list(threads.map(lambda code: run_naive(code, args.timeout_s), codes))
+    naive = time.perf_counter() - began
+    values = [result.value for result in results]
+    summary = {"programs": len(codes), "workers": args.workers, "ours_seconds": round(ours, 3),
+               "naive_seconds": round(naive, 3), "ours_programs_per_s": round(len(codes) / ours),
+               "naive_programs_per_s": round(len(codes) / naive, 1), "ratio": round(naive / ours, 1),
+               "same_values": values == naive_values, "failed": sum(not result.ok for result in results),
+               "match_gold_exe_ans": sum(map(matches_gold, values, gold))}
+    print(json.dumps(summary))
+    return summary
+
+
+if __name__ == "__main__":
+    main()

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -62,3 +67,41 @@ def tiny_lora_adapter(tmp_path_factory) -> Path:
     lora = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", init_lora_weights=False))
     lora.save_pretrained(root / "adapter")
     return root / "adapter"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def served_default_model():
+    """`transformers serve` of the default model on loopback, offline, on CPU."""
+    from finqa_dsl.models.default_model import DefaultModelUnavailable, default_model_path
+
+    try:
+        model = str(default_model_path())
+    except DefaultModelUnavailable as error:
+        pytest.skip(f"default model unavailable: {error}")
+    port = _free_port()
+    command = [os.path.join(os.path.dirname(sys.executable), "transformers"), "serve", model,
+               "--host", "127.0.0.1", "--port", str(port), "--device", "cpu"]
+    server = subprocess.Popen(command, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(240):
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=1):
+                    break
+            except OSError:
+                if server.poll() is not None:
+                    pytest.fail(f"transformers serve exited with {server.returncode}")
+                time.sleep(0.5)
+        else:
+            pytest.fail("transformers serve did not answer /health within 120 s")
+        yield url, model
+    finally:
+        server.kill()
+        server.wait()

@@ -1,0 +1,172 @@
+"""Teacher code generation: each example's question -> a teacher's Python -> executed in the sandbox -> one row.
+
+Rows stream to a JSONL file (flushed line by line) as replies arrive, so a run killed at any point loses
+nothing written; a rerun skips every id that already has a teacher reply and retries those whose request
+failed. :func:`write_teacher_csv` then writes the CSV with the second seed's columns (``prompt``,
+``generated_code``, ``actual_answer``, ``expected_answer``) plus ``id``, the failure reason and the tokens
+used, one row per id (the latest attempt).
+
+Teachers: ``openai`` (any OpenAI-compatible chat endpoint, :mod:`finqa_dsl.distill.chat_client`), ``hf`` (a
+local model through the project's batched generation) and ``gold-program`` (the gold program transpiled,
+:mod:`finqa_dsl.distill.gold_transpiler`: correct by construction, no model).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import logging
+import os
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from finqa_dsl.core.context import ContextConfig
+from finqa_dsl.core.data import Example
+from finqa_dsl.core.finqa_csv import COLUMNS as FINQA_COLUMNS
+from finqa_dsl.core.finqa_csv import record_row
+from finqa_dsl.core.io import JsonlAppender, atomic_write_text, read_jsonl_tolerant
+from finqa_dsl.core.prompts import canonical_number
+from finqa_dsl.distill.chat_client import ChatReply, ChatRequest, Endpoint, ask_all
+from finqa_dsl.distill.gold_transpiler import TranspileError, transpile
+from finqa_dsl.distill.teacher_prompt import SolvedShot, extract_code, teacher_messages
+
+logger = logging.getLogger(__name__)
+
+TEACHERS = ("openai", "hf", "gold-program")
+NO_CODE = "no_code"  # the reply holds no code (a failure reason besides the sandbox's)
+# The teacher's columns; the CSV also carries the example's own (finqa_csv.COLUMNS) so that the filtered CSV is
+# a training file for the driver's code target (``--train_file filtered.csv``).
+TEACHER_COLUMNS = ("prompt", "generated_code", "actual_answer", "expected_answer", "failure_reason",
+                   "failure_detail", "teacher_error", "prompt_tokens", "completion_tokens")
+CSV_COLUMNS = (*FINQA_COLUMNS, *TEACHER_COLUMNS)
+
+
+@dataclass(frozen=True)
+class TeacherSummary:
+    examples: int
+    resumed: int  # ids already answered in the output file before this run
+    asked: int
+    teacher_errors: int  # requests that still failed after the retries (retried on a rerun)
+    failure_reasons: dict[str, int]  # over every answered id: reason -> count ("ok" for a value)
+    prompt_tokens: int
+    completion_tokens: int
+
+
+def choose_shots(examples: Sequence[Example], k: int, seed: int = 0) -> list[SolvedShot]:
+    """``k`` solved shots in a fixed pseudo-random order (sha256 of seed:id), each with its gold program
+    transpiled to Python; examples whose program cannot be transpiled are passed over."""
+    shots: list[SolvedShot] = []
+    for example in sorted(examples, key=lambda e: hashlib.sha256(f"{seed}:{e.id}".encode()).digest()):
+        if len(shots) == k:
+            break
+        try:
+            shots.append(SolvedShot(example, transpile(example)))
+        except TranspileError:
+            continue
+    return shots
+
+
+def answered_ids(path: str | os.PathLike) -> set[str]:
+    """Ids in ``path`` that have a teacher reply (a failed request does not count: a rerun retries it)."""
+    return {row["id"] for row in read_jsonl_tolerant(path) if row.get("teacher_error") is None}
+
+
+def generate_teacher_code(examples: Sequence[Example], output_path: str | os.PathLike, *, teacher: str,
+                          sandbox, shots: Sequence[SolvedShot] = (), hint: bool = True,
+                          context_config: ContextConfig | None = None, endpoint: Endpoint | None = None,
+                          local_generate: Callable[[Sequence[Any]], Any] | None = None) -> TeacherSummary:
+    """Ask ``teacher`` for every example not yet answered in ``output_path`` and append one row per reply.
+
+    ``local_generate`` (teacher ``hf``) maps records with ``.id`` and ``.messages`` to ``(record, text)``
+    pairs; ``endpoint`` (teacher ``openai``) says where to ask."""
+    if teacher not in TEACHERS:
+        raise ValueError(f"teacher {teacher!r} is not one of {TEACHERS}")
+    config = context_config or ContextConfig(input_mode="all")
+    done = answered_ids(output_path)
+    todo = [example for example in examples if example.id not in done]
+    by_id = {example.id: example for example in todo}
+    messages = {example.id: teacher_messages(example, shots, config, hint=hint) for example in todo}
+    logger.info("teacher %s: %d examples, %d already answered, %d to ask", teacher, len(examples),
+                len(examples) - len(todo), len(todo))
+    tokens = Counter()
+    with JsonlAppender(output_path) as appender:
+
+        def write(reply: ChatReply) -> None:
+            example = by_id[reply.id]
+            row = _row(example, messages[reply.id], reply, sandbox)
+            appender.write(row)
+            tokens.update(prompt=reply.prompt_tokens, completion=reply.completion_tokens)
+
+        if teacher == "gold-program":
+            for example in todo:
+                write(_gold_reply(example))
+        elif teacher == "openai":
+            if endpoint is None:
+                raise ValueError("the openai teacher needs an endpoint")
+            ask_all([ChatRequest(example.id, messages[example.id]) for example in todo], endpoint, write)
+        else:
+            requests = [ChatRequest(example.id, messages[example.id]) for example in todo]
+            for request, text in local_generate(requests):
+                write(ChatReply(request.id, text, None))
+    rows = _latest_rows(output_path)
+    reasons = Counter(row["failure_reason"] or "ok" for row in rows.values() if row["teacher_error"] is None)
+    return TeacherSummary(
+        examples=len(examples), resumed=len(examples) - len(todo), asked=len(todo),
+        teacher_errors=sum(row["teacher_error"] is not None for row in rows.values()),
+        failure_reasons=dict(sorted(reasons.items())), prompt_tokens=tokens["prompt"],
+        completion_tokens=tokens["completion"])
+
+
+def _gold_reply(example: Example) -> ChatReply:
+    try:
+        return ChatReply(example.id, transpile(example), None)
+    except TranspileError as error:
+        return ChatReply(example.id, f"# {error}", None)
+
+
+def _row(example: Example, messages: list[dict], reply: ChatReply, sandbox) -> dict[str, Any]:
+    code = extract_code(reply.text) if reply.error is None else None
+    result = sandbox.run(code) if code is not None else None
+    if reply.error is not None:
+        reason, detail = None, ""
+    elif result is None:
+        reason, detail = NO_CODE, ""
+    else:
+        reason, detail = (str(result.reason) if result.reason else None), result.detail
+    return {"id": example.id, "prompt": messages[-1]["content"], "generated_code": code,
+            "actual_answer": result.value if result is not None else None,
+            "expected_answer": canonical_number(example.exe_ans), "failure_reason": reason, "failure_detail": detail,
+            "teacher_error": reply.error, "reply": reply.text, "prompt_tokens": reply.prompt_tokens,
+            "completion_tokens": reply.completion_tokens}
+
+
+def _latest_rows(path: str | os.PathLike) -> dict[str, dict]:
+    """The last row written for each id (a retried request's newer row replaces the failed one)."""
+    rows: dict[str, dict] = {}
+    for row in read_jsonl_tolerant(path):
+        if row["id"] in rows and row.get("teacher_error") is not None and rows[row["id"]]["teacher_error"] is None:
+            continue  # never let a later failure hide an earlier reply
+        rows[row["id"]] = row
+    return rows
+
+
+def write_teacher_csv(jsonl_path: str | os.PathLike, csv_path: str | os.PathLike,
+                      examples: Sequence[Example]) -> int:
+    """Write the CSV (atomically) from the streamed rows: one row per answered example, in ``examples`` order,
+    with the example's FinQA columns; returns the row count."""
+    rows = _latest_rows(jsonl_path)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, extrasaction="ignore", lineterminator="\r\n")
+    writer.writeheader()
+    written = 0
+    for index, example in enumerate(examples):
+        if example.id not in rows:
+            continue
+        teacher = {key: "" if rows[example.id].get(key) is None else rows[example.id][key] for key in TEACHER_COLUMNS}
+        writer.writerow({**record_row(example.raw, index, example.source), **teacher})
+        written += 1
+    atomic_write_text(csv_path, buffer.getvalue())
+    return written

@@ -1,0 +1,96 @@
+#!/usr/bin/env python
+"""Ask a teacher for Python that answers each FinQA question, run it in the sandbox, and write the teacher CSV
+(prompt, generated_code, actual_answer, expected_answer, id, failure reason, tokens used).
+
+Rows stream to <output>.jsonl as they arrive; a rerun (even after kill -9) skips the ids already answered.
+
+    python scripts/generate_teacher_code.py FinQA/sample/train.json --output_file data/teacher/train.csv \\
+        --teacher gold-program
+    OPENAI_API_KEY=... python scripts/generate_teacher_code.py data/clean/train.csv --output_file t.csv \\
+        --teacher openai --base_url https://api.openai.com/v1 --model gpt-5 --concurrency 10
+    python scripts/generate_teacher_code.py FinQA/sample/dev.json --output_file t.csv --teacher hf \\
+        --model Qwen/Qwen2.5-Coder-7B-Instruct
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+from finqa_dsl.sandbox import Sandbox
+
+from finqa_dsl.core.context import INPUT_MODES, ContextConfig
+from finqa_dsl.core.data import DatasetError, load_examples
+from finqa_dsl.core.errors import UsageError
+from finqa_dsl.distill.chat_client import Endpoint
+from finqa_dsl.distill.teacher_code import TEACHERS, choose_shots, generate_teacher_code, write_teacher_csv
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("input_file", help="FinQA JSON/JSONL, or a CSV from scripts/preprocess_finqa.py.")
+    parser.add_argument("--output_file", required=True, help="Teacher CSV to write (rows stream to <it>.jsonl).")
+    parser.add_argument("--teacher", default="openai", choices=TEACHERS)
+    parser.add_argument("--base_url", help="openai: the endpoint, e.g. http://127.0.0.1:8000/v1")
+    parser.add_argument("--model", help="openai: the model name; hf: a hub id or local folder.")
+    parser.add_argument("--api_key_env", default="OPENAI_API_KEY", help="Environment variable holding the key.")
+    parser.add_argument("--concurrency", type=int, default=10, help="openai: requests in flight at most.")
+    parser.add_argument("--max_retries", type=int, default=5, help="openai: retries of a failed request.")
+    parser.add_argument("--timeout_s", type=float, default=120.0, help="openai: seconds per request.")
+    parser.add_argument("--max_tokens", type=int, default=1024, help="Tokens the teacher may write.")
+    parser.add_argument("--temperature", type=float, default=0.0, help="openai: sampling temperature.")
+    parser.add_argument("--batch_size", type=int, default=8, help="hf: prompts generated together.")
+    parser.add_argument("--num_shots", type=int, default=4, help="Solved shots in the prompt.")
+    parser.add_argument("--shots_file", help="Where the shots come from (default: the input file); their code "
+                                             "is the gold program transpiled.")
+    parser.add_argument("--no_hint", action="store_true", help="Do not show the gold DSL program as a hint.")
+    parser.add_argument("--input_mode", default="all", choices=INPUT_MODES, help="Passage shown to the teacher.")
+    parser.add_argument("--max_examples", type=int, default=0, help="First N examples only (0: all).")
+    parser.add_argument("--exec_timeout_s", type=float, default=2.0, help="Sandbox wall-clock limit per program.")
+    args = parser.parse_args(argv)
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    try:
+        summary = _run(args)
+    except (UsageError, DatasetError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _run(args) -> dict:
+    if args.teacher != "gold-program" and not args.model:
+        raise UsageError(f"--teacher {args.teacher} needs --model.")
+    if args.teacher == "openai" and not args.base_url:
+        raise UsageError("--teacher openai needs --base_url (e.g. https://api.openai.com/v1).")
+    examples = load_examples(args.input_file)
+    examples = examples[:args.max_examples] if args.max_examples else examples
+    shots = choose_shots(load_examples(args.shots_file) if args.shots_file else examples, args.num_shots)
+    endpoint = Endpoint(args.base_url, args.model, args.api_key_env, args.concurrency, args.max_retries,
+                        args.timeout_s, args.max_tokens, args.temperature) if args.teacher == "openai" else None
+    if endpoint is not None:
+        from finqa_dsl.distill.chat_client import api_key
+
+        api_key(endpoint)  # fail before any work when the key is missing
+    local = None
+    if args.teacher == "hf":
+        from finqa_dsl.distill.local_teacher import LocalTeacher
+
+        local = LocalTeacher(args.model, max_new_tokens=args.max_tokens, batch_size=args.batch_size)
+    output = Path(args.output_file)
+    stream = output.with_suffix(".jsonl")
+    with Sandbox(timeout_s=args.exec_timeout_s) as sandbox:
+        summary = generate_teacher_code(examples, stream, teacher=args.teacher, sandbox=sandbox, shots=shots,
+                                        hint=not args.no_hint, context_config=ContextConfig(args.input_mode),
+                                        endpoint=endpoint, local_generate=local)
+    rows = write_teacher_csv(stream, output, examples)
+    return {**asdict(summary), "shots": [shot.example.id for shot in shots], "csv_rows": rows,
+            "output_file": str(output), "stream_file": str(stream)}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

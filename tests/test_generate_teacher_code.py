@@ -1,0 +1,121 @@
+"""scripts/generate_teacher_code.py: every teacher's rows executed in the sandbox, streamed, resumable after
+kill -9 against a real local server, and every row done or named as failed against a faulty one."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from faulty_server import FaultyServer
+
+from finqa_dsl.core.data import load_examples
+from finqa_dsl.core.io import read_jsonl_tolerant
+from scripts import generate_teacher_code
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = REPO_ROOT / "FinQA" / "sample"
+KEY_ENV = "FINQA_TEST_TEACHER_KEY"
+
+
+def _csv_rows(path: Path) -> list[dict]:
+    with open(path, encoding="utf-8", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_the_gold_program_teacher_gives_a_correct_training_csv_and_resumes(tmp_path, capsys):
+    output = tmp_path / "teacher" / "dev.csv"
+    args = [str(SAMPLE / "dev.json"), "--output_file", str(output), "--teacher", "gold-program", "--max_examples", "20"]
+    assert generate_teacher_code.main(args) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["asked"] == 20 and summary["failure_reasons"] == {"ok": 20} and len(summary["shots"]) == 4
+    rows = _csv_rows(output)
+    assert len(rows) == 20 and all(round(float(r["actual_answer"]), 5) == float(r["expected_answer"])
+                                   for r in rows if r["expected_answer"] not in ("yes", "no"))
+    assert all("###Python" in row["prompt"] and "###Hint" in row["prompt"] for row in rows)
+    examples = load_examples(output)  # the teacher CSV is a FinQA file with the code beside each example
+    assert [e.id for e in examples] == [e.id for e in load_examples(SAMPLE / "dev.json")[:20]]
+    assert examples[0].raw["generated_code"].splitlines()[-1].startswith("ans = ")
+    assert generate_teacher_code.main(args) == 0
+    assert json.loads(capsys.readouterr().out)["asked"] == 0  # everything was already answered
+    assert len(read_jsonl_tolerant(output.with_suffix(".jsonl"))) == 20
+
+
+def test_missing_model_base_url_or_key_are_one_line_before_any_work(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    out = tmp_path / "t.csv"
+    common = [str(SAMPLE / "dev.json"), "--output_file", str(out)]
+    assert generate_teacher_code.main([*common, "--teacher", "openai", "--model", "m"]) == 2
+    assert "needs --base_url" in capsys.readouterr().err
+    assert generate_teacher_code.main([*common, "--teacher", "hf"]) == 2
+    assert "needs --model" in capsys.readouterr().err
+    assert generate_teacher_code.main([*common, "--teacher", "openai", "--model", "m", "--base_url",
+                                       "http://127.0.0.1:9/v1", "--api_key_env", KEY_ENV]) == 2
+    assert KEY_ENV in capsys.readouterr().err
+    assert not out.exists() and not out.with_suffix(".jsonl").exists()
+
+
+def test_faulty_endpoint_rows_end_done_or_named_failed_and_a_rerun_retries_the_failed(tmp_path, capsys,
+                                                                                      monkeypatch):
+    examples = load_examples(SAMPLE / "test.json")[:6]
+    cases = dict(zip((e.question for e in examples),
+                     ["ok", "rate_limited", "malformed", "dropped", "always_500", "always_slow"], strict=True))
+    server = FaultyServer(case_of=lambda body: next(case for question, case in cases.items()
+                                                    if question in body["messages"][-1]["content"]))
+    monkeypatch.setenv(KEY_ENV, "secret-value-9f8e")
+    output = tmp_path / "teacher.csv"
+    args = [str(SAMPLE / "test.json"), "--output_file", str(output), "--teacher", "openai", "--base_url",
+            server.url, "--model", "m", "--api_key_env", KEY_ENV, "--max_examples", "6", "--max_retries", "2",
+            "--timeout_s", "0.7", "--num_shots", "1", "--shots_file", str(SAMPLE / "train.json")]
+    try:
+        assert generate_teacher_code.main(args) == 0
+        summary = json.loads(capsys.readouterr().out)
+        assert summary["teacher_errors"] == 2 and summary["failure_reasons"] == {"ok": 4}
+        rows = {row["id"]: row for row in _csv_rows(output)}
+        assert len(rows) == 6
+        errors = sorted(row["teacher_error"] for row in rows.values() if row["teacher_error"])
+        assert errors == ["http_500", "timeout"]
+        assert all(row["actual_answer"] == "1.0" for row in rows.values() if not row["teacher_error"])
+        assert summary["prompt_tokens"] == 4 * 7
+        assert generate_teacher_code.main(args) == 0  # the rerun asks only the two that failed
+        assert json.loads(capsys.readouterr().out)["asked"] == 2
+    finally:
+        server.close()
+    written = output.read_text() + output.with_suffix(".jsonl").read_text()
+    assert "secret-value-9f8e" not in written
+
+
+@pytest.mark.slow
+def test_a_real_local_server_run_killed_with_sigkill_resumes_without_loss_or_duplicates(served_default_model,
+                                                                                        tmp_path):
+    url, model = served_default_model
+    output = tmp_path / "teacher.csv"
+    stream = output.with_suffix(".jsonl")
+    command = [sys.executable, str(REPO_ROOT / "scripts" / "generate_teacher_code.py"), str(SAMPLE / "dev.json"),
+               "--output_file", str(output), "--teacher", "openai", "--base_url", f"{url}/v1", "--model", model,
+               "--api_key_env", KEY_ENV, "--max_examples", "6", "--concurrency", "1", "--max_tokens", "24",
+               "--num_shots", "1", "--input_mode", "gold"]
+    env = {**os.environ, KEY_ENV: "none"}
+    first = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while len(read_jsonl_tolerant(stream)) < 2 and first.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    before = read_jsonl_tolerant(stream)
+    assert 2 <= len(before) < 6, "the kill should land mid-run"
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads(result.stdout)
+    assert summary["resumed"] == len(before) and summary["asked"] == 6 - len(before)
+    ids = [row["id"] for row in read_jsonl_tolerant(stream)]
+    assert sorted(ids) == sorted({e.id for e in load_examples(SAMPLE / "dev.json")[:6]})  # each once, none lost
+    rows = _csv_rows(output)
+    assert len(rows) == 6 and all(row["teacher_error"] == "" for row in rows)
+    assert all(int(row["completion_tokens"]) > 0 for row in rows)

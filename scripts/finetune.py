@@ -2,7 +2,8 @@
 """Fine-tune an instruction-tuned causal LM on FinQA, then generate, execute and score the test set.
 
 Project flags (see ``--help``) sit beside every standard ``transformers.TrainingArguments`` flag.
-The run folder's path is printed as the last line of stdout; logs go to stderr.
+The run folder's path is printed as the last line of stdout; logs go to stderr. Under ``torchrun`` or
+``accelerate launch`` every process runs this script (README: "Several processes"; without a GPU add ``--use_cpu``).
 Example, on the embedded synthetic sample with the default model::
 
     python scripts/finetune.py --peft lora --do_train --do_test \\

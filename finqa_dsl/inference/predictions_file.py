@@ -20,7 +20,7 @@ from finqa_dsl.inference.backend import Backend, GenerationSettings
 @dataclass(frozen=True)
 class GenerationStats:
     generated: int
-    skipped: int  # already in the output file from an earlier, interrupted run
+    skipped: int  # already in the output file or its shards, from an earlier, interrupted run
     seconds: float
     new_tokens: int
 

@@ -42,7 +42,8 @@ def configure_logging(training_args) -> None:
     if training_args.should_log and training_args.log_level == "passive":
         level = logging.INFO
     rank = f"[rank {training_args.process_index}] " if training_args.world_size > 1 else ""
-    logging.basicConfig(format=LOG_FORMAT.replace("%(name)s", rank + "%(name)s"), level=level, force=True)
+    logging.basicConfig(format=LOG_FORMAT.replace("%(name)s", rank + "%(name)s"))  # no-op if already configured
+    logging.getLogger().setLevel(level)
     if not training_args.should_log:
         transformers_logging.disable_progress_bar()
 

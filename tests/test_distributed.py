@@ -110,7 +110,7 @@ def test_torchrun_train_and_test_give_one_folder_each_example_once_and_the_metri
     reference_folder = tmp_path / "__output__" / "single"
     reference = json.loads((reference_folder / run_files.TEST_METRICS).read_text())
     headline = ("n", "execution_correct", "program_correct", "execution_accuracy", "program_accuracy",
-                "execution_errors")
+                "execution_errors", "inference_new_tokens")  # the tokens: no example was generated twice
     assert {k: metrics[k] for k in headline} == {k: reference[k] for k in headline}
     assert any(row["generation"] for row in rows), "the tiny model writes text: the comparison is not vacuous"
     assert {row["id"]: row["generation"] for row in rows} == \

@@ -2,7 +2,8 @@
 """Fine-tune an instruction-tuned causal LM on FinQA, then generate, execute and score the test set.
 
 Project flags (see ``--help``) sit beside every standard ``transformers.TrainingArguments`` flag.
-The run folder's path is printed as the last line of stdout; logs go to stderr.
+The run folder's path is printed as the last line of stdout; logs go to stderr. Under ``torchrun`` or
+``accelerate launch`` every process runs this script (README: "Several processes"; without a GPU add ``--use_cpu``).
 Example, on the embedded synthetic sample with the default model::
 
     python scripts/finetune.py --peft lora --do_train --do_test \\
@@ -12,7 +13,6 @@ Example, on the embedded synthetic sample with the default model::
 
 from __future__ import annotations
 
-import logging
 import sys
 
 from transformers import HfArgumentParser, TrainingArguments
@@ -21,10 +21,10 @@ from finqa_dsl.core.data import DatasetError
 from finqa_dsl.core.errors import UsageError
 from finqa_dsl.driver.arguments import DataArguments, GenerationArguments, ModelArguments, RunArguments
 from finqa_dsl.driver.pipeline import run
+from finqa_dsl.runs.processes import configure_logging
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     parser = HfArgumentParser((ModelArguments, DataArguments, GenerationArguments, RunArguments, TrainingArguments))
     argv = sys.argv[1:] if argv is None else argv
     try:
@@ -35,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:  # TrainingArguments checks flags against the hardware as it parses them
         print(f"error: {error}", file=sys.stderr)
         return 2
+    configure_logging(arguments[-1])
     try:
         folder = run(*arguments)
     except (UsageError, DatasetError) as error:

@@ -26,6 +26,7 @@ from finqa_dsl.driver.arguments import (
 from finqa_dsl.runs import files as run_files
 from finqa_dsl.runs.folder import resolve_run_folder
 from finqa_dsl.runs.plots import plot_latency_histogram, plot_loss_curves
+from finqa_dsl.runs.processes import from_main_process, process_state
 from finqa_dsl.runs.timing import Timing
 from finqa_dsl.runs.wandb_reporter import WandbReporter
 
@@ -34,8 +35,13 @@ logger = logging.getLogger(__name__)
 
 def run(model_args: ModelArguments, data_args: DataArguments, gen_args: GenerationArguments,
         run_args: RunArguments, training_args) -> Path:
-    """Execute the run that the parsed command line describes; return its run folder."""
+    """Execute the run that the parsed command line describes; return its run folder.
+
+    Under several processes every process calls it: the main process chooses the run folder and writes every run
+    file; test inference is split across the processes (:mod:`finqa_dsl.inference.distributed`)."""
     validate(model_args, data_args, gen_args, run_args, training_args)
+    state = process_state(training_args)
+    main = state.is_main_process
     from finqa_dsl.models.loading import (
         check_precision,
         load_model,
@@ -51,9 +57,14 @@ def run(model_args: ModelArguments, data_args: DataArguments, gen_args: Generati
     all_args = {**_flat_args(model_args, data_args, gen_args, run_args, training_args),
                 "resolved_model_name": str(model_name)}
     name = run_args.output_folder or default_folder_name(model_name, data_args)
-    folder = resolve_run_folder(OUTPUT_ROOT, name, all_args)
-    folder.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(folder / run_files.ARGS, {**all_args, "resolved_output_dir": str(folder)})
+
+    def create_run_folder() -> Path:
+        folder = resolve_run_folder(OUTPUT_ROOT, name, all_args)
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(folder / run_files.ARGS, {**all_args, "resolved_output_dir": str(folder)})
+        return folder
+
+    folder = from_main_process(state, create_run_folder)
     logger.info("Run folder: %s", folder)
     _configure_training_output(training_args, folder, run_args)
 
@@ -88,8 +99,8 @@ def run(model_args: ModelArguments, data_args: DataArguments, gen_args: Generati
         gradient_checkpointing=training_args.gradient_checkpointing and training_args.do_train,
         quantize_4bit=model_args.peft == "qlora",
     )
-    wandb = WandbReporter(run_args.wandb_project, run_args.wandb_mode, run_args.wandb_run_name or folder.name,
-                          folder, all_args)
+    wandb = WandbReporter(run_args.wandb_project if main else None, run_args.wandb_mode,
+                          run_args.wandb_run_name or folder.name, folder, all_args)
     if training_args.do_train or training_args.do_eval:
         from finqa_dsl.training.trainer import train_and_evaluate
 
@@ -102,24 +113,28 @@ def run(model_args: ModelArguments, data_args: DataArguments, gen_args: Generati
             train_records=train and train[1], eval_records=evaluation and evaluation[1],
             max_length=model_args.max_seq_length, padding_free=run_args.padding_free,
         )
-        atomic_write_json(folder / run_files.TRAIN_METRICS, {
-            **results, **{k: v for k, v in timing.values.items() if k.startswith(("train", "eval"))},
-            "train_prompt_truncation": train and train[2].as_dict(),
-            "eval_prompt_truncation": evaluation and evaluation[2].as_dict(),
-        })
-        plot_loss_curves(folder)
+        if main:
+            atomic_write_json(folder / run_files.TRAIN_METRICS, {
+                **results, **{k: v for k, v in timing.values.items() if k.startswith(("train", "eval"))},
+                "train_prompt_truncation": train and train[2].as_dict(),
+                "eval_prompt_truncation": evaluation and evaluation[2].as_dict(),
+            })
+            plot_loss_curves(folder)
     if run_args.do_test:
         examples, records, truncation = records_for(data_args.test_file, data_args.max_test_samples, prompt_budget)
         model = prepare_for_inference(model)
         with timing.phase("test_inference"):
             generation_stats = _generate_test_predictions(model, tokenizer, examples, records, gen_args,
-                                                          data_args.target_field, folder)
-        metrics, latencies = _write_test_metrics(folder, data_args, gen_args, generation_stats, truncation, timing)
-        wandb.log({f"test/{k}": v for k, v in metrics.items() if isinstance(v, int | float)})
-        wandb.log_latency_histogram(latencies)
-    timing_values = timing.write(folder)
-    wandb.log({f"timing/{k}": v for k, v in timing_values.items()})
-    wandb.finish()
+                                                          data_args.target_field, folder, state)
+        if main:
+            metrics, latencies = _write_test_metrics(folder, data_args, gen_args, generation_stats, truncation,
+                                                     timing)
+            wandb.log({f"test/{k}": v for k, v in metrics.items() if isinstance(v, int | float)})
+            wandb.log_latency_histogram(latencies)
+    if main:
+        timing_values = timing.write(folder, world_size=state.num_processes)
+        wandb.log({f"timing/{k}": v for k, v in timing_values.items()})
+        wandb.finish()
     return folder
 
 
@@ -161,10 +176,10 @@ def _few_shot_examples(data_args: DataArguments, context_config: ContextConfig) 
 
 
 def _generate_test_predictions(model, tokenizer, examples, records, gen_args: GenerationArguments,
-                               target_field: str, folder: Path):
+                               target_field: str, folder: Path, state):
     from finqa_dsl.inference.backend import GenerationSettings
+    from finqa_dsl.inference.distributed import generate_across_processes
     from finqa_dsl.inference.hf import HFBackend
-    from finqa_dsl.inference.predictions_file import generate_to_file
 
     by_id = {example.id: example for example in examples}
 
@@ -180,8 +195,9 @@ def _generate_test_predictions(model, tokenizer, examples, records, gen_args: Ge
         temperature=gen_args.generation_temperature, top_p=gen_args.generation_top_p,
         do_sample=gen_args.generation_do_sample, batch_size=gen_args.inference_batch_size,
     )
-    return generate_to_file(HFBackend(model, tokenizer), records, folder / run_files.TEST_PREDICTIONS,
-                            settings=settings, annotate=score)
+    return generate_across_processes(HFBackend(model, tokenizer, progress_bar=state.is_main_process), records,
+                                     folder / run_files.TEST_PREDICTIONS, settings=settings, state=state,
+                                     annotate=score)
 
 
 def _write_test_metrics(folder: Path, data_args: DataArguments, gen_args: GenerationArguments,

@@ -34,17 +34,18 @@ def generation_config(model, tokenizer, settings: GenerationSettings) -> Generat
     )
 
 
-def generate(model, tokenizer, records: Sequence,
-             settings: GenerationSettings) -> Iterator[tuple[Any, Generation]]:
+def generate(model, tokenizer, records: Sequence, settings: GenerationSettings,
+             progress_bar: bool = True) -> Iterator[tuple[Any, Generation]]:
     """Yield ``(record, Generation)`` for every record (``.id``, ``.prompt``), batch after batch, longest
-    prompts first, with a progress bar in examples/s."""
+    prompts first, with a progress bar in examples/s unless ``progress_bar`` is false."""
     config = generation_config(model, tokenizer, settings)
     stops = set(config.eos_token_id)
     encoded = [encode_prompt(record.prompt, tokenizer) for record in records]
     order = sorted(range(len(records)), key=lambda i: -len(encoded[i]))
     device = next(model.parameters()).device
     model.eval()
-    with tqdm(total=len(records), unit="ex", desc="generate") as progress, torch.inference_mode():
+    with tqdm(total=len(records), unit="ex", desc="generate", disable=not progress_bar) as progress, \
+            torch.inference_mode():
         for start in range(0, len(order), settings.batch_size):
             members = order[start:start + settings.batch_size]
             began = time.perf_counter()
@@ -62,13 +63,14 @@ def generate(model, tokenizer, records: Sequence,
 
 
 class HFBackend:
-    """:class:`~finqa_dsl.inference.backend.Backend` over a loaded transformers model and its tokenizer."""
+    """:class:`~finqa_dsl.inference.backend.Backend` over a loaded transformers model and its tokenizer
+    (``progress_bar=False``: no tqdm bar, as on the other processes of a multi-process run)."""
 
-    def __init__(self, model, tokenizer):
-        self.model, self.tokenizer = model, tokenizer
+    def __init__(self, model, tokenizer, progress_bar: bool = True):
+        self.model, self.tokenizer, self.progress_bar = model, tokenizer, progress_bar
 
     def __call__(self, records: Sequence, settings: GenerationSettings) -> Iterator[tuple[Any, Generation]]:
-        return generate(self.model, self.tokenizer, records, settings)
+        return generate(self.model, self.tokenizer, records, settings, self.progress_bar)
 
 
 def _left_pad(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,4 +1,8 @@
-"""Test predictions streamed to a JSONL file: one flushed line per finished example, resumable after a crash."""
+"""Test predictions streamed to a JSONL file: one flushed line per finished example, resumable after a crash.
+
+Under several processes each one streams its share into a shard file beside the predictions file
+(``test_predictions.rank0-of-2.jsonl``, ...); :func:`merge_shards` folds them into the predictions file.
+"""
 
 from __future__ import annotations
 
@@ -6,30 +10,34 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from finqa_dsl.core.io import JsonlAppender, read_jsonl_tolerant
+from finqa_dsl.core.io import JsonlAppender, atomic_write_jsonl, read_jsonl_tolerant
 from finqa_dsl.inference.backend import Backend, GenerationSettings
 
 
 @dataclass(frozen=True)
 class GenerationStats:
     generated: int
-    skipped: int  # already in the output file from an earlier, interrupted run
+    skipped: int  # already in the output file or its shards, from an earlier, interrupted run
     seconds: float
     new_tokens: int
 
 def generate_to_file(backend: Backend, records: Sequence, path: str | os.PathLike, *,
                      settings: GenerationSettings,
-                     annotate: Callable[[Any, str], dict[str, Any]] | None = None) -> GenerationStats:
-    """Generate with ``backend`` for the records whose id is not yet in ``path`` and append one JSON line per finished
-    example: ``id, question, prompt, generation, new_tokens, latency_ms, latency_mode, batch_size``, plus
-    what ``annotate(record, generation_text)`` returns (the driver's executed value and scores). Every line
-    is flushed as it is written, so an interrupted run loses nothing written and a rerun skips those ids."""
-    done = {row["id"] for row in read_jsonl_tolerant(path)}
+                     annotate: Callable[[Any, str], dict[str, Any]] | None = None,
+                     rank: int = 0, world_size: int = 1) -> GenerationStats:
+    """Generate with ``backend`` for the records whose id is not yet in ``path`` or its shards and append one JSON
+    line per finished example: ``id, question, prompt, generation, new_tokens, latency_ms, latency_mode,
+    batch_size``, plus what ``annotate(record, generation_text)`` returns (the driver's executed value and
+    scores). Every line is flushed as it is written, so an interrupted run loses nothing written and a rerun
+    skips those ids. Process ``rank`` of ``world_size`` passes its share of the records and writes to
+    :func:`shard_path`."""
+    done = finished_ids(path)
     todo = [record for record in records if record.id not in done]
     began, new_tokens = time.perf_counter(), 0
-    with JsonlAppender(path) as appender:
+    with JsonlAppender(shard_path(path, rank, world_size)) as appender:
         for record, generation in backend(todo, settings):
             row = {"id": record.id, "question": record.question, "prompt": record.prompt,
                    "generation": generation.text, "new_tokens": generation.new_tokens,
@@ -41,3 +49,35 @@ def generate_to_file(backend: Backend, records: Sequence, path: str | os.PathLik
             new_tokens += generation.new_tokens
     return GenerationStats(generated=len(todo), skipped=len(records) - len(todo),
                            seconds=time.perf_counter() - began, new_tokens=new_tokens)
+
+
+def shard_path(path: str | os.PathLike, rank: int, world_size: int) -> Path:
+    """Where process ``rank`` of ``world_size`` streams its predictions: ``path`` itself for a single process,
+    ``<stem>.rank<r>-of-<n><suffix>`` beside it otherwise."""
+    path = Path(path)
+    return path if world_size == 1 else path.with_name(f"{path.stem}.rank{rank}-of-{world_size}{path.suffix}")
+
+
+def finished_ids(path: str | os.PathLike) -> set[str]:
+    """Ids predicted in ``path`` or in any shard beside it (left by this run or an interrupted one, whatever
+    its number of processes)."""
+    return {row["id"] for file in (Path(path), *_shards(path)) for row in read_jsonl_tolerant(file)}
+
+
+def merge_shards(path: str | os.PathLike, records: Sequence) -> None:
+    """Rewrite ``path`` with one row per record, in the order of ``records``, taken from ``path`` and its shards
+    (the first row of an id wins), then delete the shards."""
+    path = Path(path)
+    shards = _shards(path)
+    by_id: dict[str, dict] = {}
+    for file in (path, *shards):
+        for row in read_jsonl_tolerant(file):
+            by_id.setdefault(row["id"], row)
+    atomic_write_jsonl(path, (by_id[record.id] for record in records if record.id in by_id))
+    for shard in shards:
+        shard.unlink()
+
+
+def _shards(path: str | os.PathLike) -> list[Path]:
+    path = Path(path)
+    return sorted(path.parent.glob(f"{path.stem}.rank*-of-*{path.suffix}"))

@@ -31,10 +31,14 @@ class Timing:
         finally:
             self.values[f"{name}_duration_seconds"] = time.perf_counter() - start
 
-    def write(self, folder: Path) -> dict[str, float | int]:
-        """Add memory peaks and write ``timing.json``; this marks the run as finished."""
+    def write(self, folder: Path, world_size: int = 1) -> dict[str, float | int]:
+        """Add the memory peaks of this process and write ``timing.json``; this marks the run as finished.
+        Under several processes the main process writes it: durations are its wall clock (test inference ends
+        when every process has finished and the shards are merged), peaks its own, ``world_size`` the number of
+        processes."""
         import torch
 
+        self.values["world_size"] = world_size
         self.values["peak_host_memory_bytes"] = peak_host_memory_bytes()
         if torch.cuda.is_available():
             self.values["cuda_max_memory_bytes"] = torch.cuda.max_memory_allocated()

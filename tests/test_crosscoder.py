@@ -165,6 +165,8 @@ def test_resume_from_checkpoint_matches_an_uninterrupted_run(planted, tmp_path):
 
     whole = trainer(40, tmp_path / "whole").train(progress=False)
     trainer(25, tmp_path / "split").train(progress=False)  # stops at 25 (checkpoint at 15 and at 25)
+    with open(tmp_path / "split" / files.TRAIN_LOG, "a") as log:  # a crash after logging step 30
+        log.write(json.dumps({"step": 30, "loss": 0.0}) + "\n")
     resumed_trainer = trainer(40, tmp_path / "split")
     resumed = resumed_trainer.train(resume=True, progress=False)
     assert resumed_trainer.step == 40
@@ -174,6 +176,7 @@ def test_resume_from_checkpoint_matches_an_uninterrupted_run(planted, tmp_path):
     assert torch.equal(saved.W_dec, resumed.W_dec) and saved.has_threshold
     steps = [json.loads(line)["step"] for line in (tmp_path / "split" / files.TRAIN_LOG).read_text().splitlines()]
     assert steps == [10, 20, 25, 30, 40]
+    assert json.loads((tmp_path / "split" / files.TRAIN_LOG).read_text().splitlines()[3])["loss"] > 0
     with pytest.raises(ValueError, match="lr"):  # a checkpoint is only resumed with the same settings
         other = CrosscoderTrainer(CrosscoderConfig(d_model=D, dict_size=64, k=K),
                                   TrainConfig(steps=50, batch_size=64, lr=1e-3, seed=3), planted, tmp_path / "split")
@@ -295,7 +298,6 @@ def test_shards_round_trip(tmp_path):
     assert torch.equal(torch.cat([s["activations"] for s in loaded]), activations)
     assert torch.equal(torch.cat([s["example_ids"] for s in loaded]), torch.arange(1000))
     assert torch.equal(torch.cat([s["positions"] for s in loaded]), torch.arange(1000) % 7)
-    assert torch.equal(shards.head(300), activations[:300])
     with pytest.raises(FileNotFoundError, match="manifest"):
         ActivationShards(tmp_path / "absent")
 

@@ -118,17 +118,6 @@ class ActivationShards:
     def load_shard(self, index: int) -> dict[str, torch.Tensor]:
         return load_file(self.folder / self.manifest["shards"][index]["file"])
 
-    def head(self, rows: int) -> torch.Tensor:
-        """The first ``rows`` activation rows in file order (for estimating constants)."""
-        parts, have = [], 0
-        for index in range(len(self.shard_rows)):
-            if have >= rows:
-                break
-            part = self.load_shard(index)["activations"][: rows - have]
-            parts.append(part)
-            have += part.shape[0]
-        return torch.cat(parts)
-
     def epoch(self, epoch: int, *, seed: int,
               columns: tuple[str, ...] = ("activations",)) -> Iterator[dict[str, torch.Tensor]]:
         """Every row of the folder exactly once, shuffled, as consecutive chunks.

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 import torch
 from tqdm.auto import tqdm
 
-from finqa_dsl.core.io import JsonlAppender, atomic_write_json
+from finqa_dsl.core.io import JsonlAppender, atomic_write_json, atomic_write_jsonl, read_jsonl_tolerant
 from finqa_dsl.diffing import files
 from finqa_dsl.diffing.crosscoder import (
     Crosscoder,
@@ -153,11 +153,14 @@ class CrosscoderTrainer:
             if resume and checkpoint.is_file():
                 self.load_checkpoint(checkpoint)
                 logger.info("resumed from %s at step %d", checkpoint, self.step)
+            # Rows logged after the checkpoint (a crash) or by an earlier run (no resume) are dropped.
+            log_path = self.out_dir / files.TRAIN_LOG
+            atomic_write_jsonl(log_path, [row for row in read_jsonl_tolerant(log_path) if row["step"] <= self.step])
             atomic_write_json(self.out_dir / files.TRAIN_CONFIG,
                               {"crosscoder": asdict(self.model_config), "training": asdict(cfg)})
         if self.step == 0:
             self._initialise_from_data()
-        log = JsonlAppender(self.out_dir / files.TRAIN_LOG) if self.out_dir is not None else None
+        log = JsonlAppender(log_path) if self.out_dir is not None else None
         window: dict[str, float] = {}
         stream = self.source.batches(cfg.batch_size, seed=cfg.seed, start_batch=self.step)
         bar = tqdm(total=cfg.steps, initial=self.step, desc="crosscoder", disable=not progress)

@@ -19,7 +19,7 @@ from pathlib import Path
 from finqa_dsl.core.errors import UsageError
 from finqa_dsl.diffing import files
 from finqa_dsl.diffing.analysis import Thresholds, summarize, write_report
-from finqa_dsl.diffing.crosscoder import load_crosscoder
+from finqa_dsl.diffing.crosscoder import default_device, load_crosscoder
 from finqa_dsl.diffing.shards import ActivationShards
 
 
@@ -32,6 +32,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch_size", type=int, default=4096)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--top", type=int, default=20, help="latents listed per class")
+    p.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
     for name, value in asdict(Thresholds()).items():
         p.add_argument(f"--{name}", type=float, default=value)
     return p.parse_args(argv)
@@ -51,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     except (UsageError, FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    crosscoder = load_crosscoder(path)
+    crosscoder = load_crosscoder(path).to(args.device or default_device())
     if (shards.n_models, shards.d_model) != (crosscoder.config.n_models, crosscoder.config.d_model):
         print(f"error: {args.activations} holds {shards.n_models} x {shards.d_model} activations, the crosscoder "
               f"expects {crosscoder.config.n_models} x {crosscoder.config.d_model}", file=sys.stderr)

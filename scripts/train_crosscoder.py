@@ -18,7 +18,7 @@ from pathlib import Path
 
 from finqa_dsl.core.errors import UsageError
 from finqa_dsl.diffing import files
-from finqa_dsl.diffing.crosscoder import SPARSITIES, CrosscoderConfig
+from finqa_dsl.diffing.crosscoder import SPARSITIES, CrosscoderConfig, default_device
 from finqa_dsl.diffing.shards import ActivationShards
 from finqa_dsl.diffing.training import CrosscoderTrainer, TrainConfig
 
@@ -45,6 +45,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--wandb_project", help="log to Weights & Biases under this project")
     p.add_argument("--wandb_mode", default="online", choices=("online", "offline", "disabled"))
     p.add_argument("--no_progress", action="store_true")
+    p.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
     return p.parse_args(argv)
 
 
@@ -81,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     reporter = WandbReporter(args.wandb_project, args.wandb_mode, args.output_dir.name, args.output_dir,
                              {"crosscoder": asdict(model), "training": asdict(train),
                               "activations": str(args.activations)})
-    trainer = CrosscoderTrainer(model, train, shards, args.output_dir,
+    trainer = CrosscoderTrainer(model, train, shards, args.output_dir, device=args.device or default_device(),
                                 on_log=lambda row: reporter.log({f"train/{k}": v for k, v in row.items()}))
     trainer.train(resume=args.resume, progress=not args.no_progress)
     reporter.finish()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -110,22 +111,22 @@ def latent_statistics(crosscoder: Crosscoder, batches: Iterable[torch.Tensor],
     cc = crosscoder.eval()
     latents = list(scaling_latents or [])
     n, m = cc.config.dict_size, cc.config.n_models
-    fired, max_act = torch.zeros(n, dtype=torch.float64), torch.zeros(n)
+    zeros = partial(torch.zeros, dtype=torch.float64, device=cc.W_dec.device)
+    fired, max_act = zeros(n), zeros(n)
     tokens, active = 0, 0.0
-    error_sum = torch.zeros(m, dtype=torch.float64)
-    x_sum, x_sq = torch.zeros(m, cc.config.d_model, dtype=torch.float64), torch.zeros(m, dtype=torch.float64)
-    f_y = {key: torch.zeros(len(latents), cc.config.d_model, dtype=torch.float64)
+    error_sum, x_sum, x_sq = zeros(m), zeros(m, cc.config.d_model), zeros(m)
+    f_y = {key: zeros(len(latents), cc.config.d_model)
            for key in ("reconstruction_base", "reconstruction_ft", "error_base", "error_ft")}
-    f_sq = torch.zeros(len(latents), dtype=torch.float64)
+    f_sq = zeros(len(latents))
     for raw in batches:
-        x = cc.normalize(raw)
+        x = cc.normalize(raw.to(cc.W_dec.device, non_blocking=True))
         f = cc.encode(x)
         x_hat = cc.decode(f)
         tokens += x.shape[0]
         on = f > 0
         fired += on.sum(dim=0)
         active += float(on.sum())
-        max_act = torch.maximum(max_act, f.max(dim=0).values)
+        max_act = torch.maximum(max_act, f.max(dim=0).values.double())
         error_sum += (x - x_hat).double().pow(2).sum(dim=(0, 2))
         x_sum += x.double().sum(dim=0)
         x_sq += x.double().pow(2).sum(dim=(0, 2))
@@ -146,17 +147,17 @@ def latent_statistics(crosscoder: Crosscoder, batches: Iterable[torch.Tensor],
         # The error target puts the latent's own contribution back: sum f_j (e + f_j d_j^m).
         betas[f"error_{name}"] = closed_form_beta(direction, f_y[f"error_{name}"], f_sq) + torch.where(
             f_sq > 0, own / direction.pow(2).sum(dim=-1), torch.zeros_like(own))
-    return LatentStats(tokens=tokens, frequency=(fired / tokens).float(), max_activation=max_act,
+    return LatentStats(tokens=tokens, frequency=(fired / tokens).float().cpu(), max_activation=max_act.cpu(),
                        l0=active / tokens, fve=(1 - error_sum / total_sum.clamp_min(1e-12)).tolist(),
-                       betas=betas, latents=latents)
+                       betas={key: value.cpu() for key, value in betas.items()}, latents=latents)
 
 
 def summarize(crosscoder: Crosscoder, batches: Iterable[torch.Tensor], thresholds: Thresholds = Thresholds(),
               *, top: int = 20) -> dict[str, Any]:
     """Everything the analysis reports, as plain JSON-able values (plus arrays under ``_arrays`` for plots)."""
-    delta = relative_norm(crosscoder.decoder_norms().detach())
+    delta = relative_norm(crosscoder.decoder_norms().detach()).cpu()
     classes = classify(delta, thresholds)
-    cosine = decoder_cosine(crosscoder)
+    cosine = decoder_cosine(crosscoder).cpu()
     ft_only = [i for i, c in enumerate(classes) if c == "ft_only"]
     stats = latent_statistics(crosscoder, batches, ft_only)
     ratios = stats.ratios()

@@ -149,6 +149,11 @@ def estimate_scales(samples: torch.Tensor) -> torch.Tensor:
     return samples.shape[-1] ** 0.5 / mean_norm
 
 
+def default_device() -> str:
+    """``cuda`` when a GPU is visible, else ``cpu``."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def save_crosscoder(crosscoder: Crosscoder, path: str | Path) -> None:
     """Save config and weights to one ``torch.save`` file (loadable with ``weights_only=True``)."""
     path = Path(path)

@@ -98,18 +98,20 @@ class CrosscoderTrainer:
     """Owns the crosscoder, the optimiser and the dead-latent counters; ``train()`` runs or resumes."""
 
     def __init__(self, model_config: CrosscoderConfig, config: TrainConfig, source: ActivationSource,
-                 out_dir: str | Path | None = None, *, on_log: Callable[[dict[str, Any]], None] | None = None):
+                 out_dir: str | Path | None = None, *, on_log: Callable[[dict[str, Any]], None] | None = None,
+                 device: str | torch.device = "cpu"):
         self.model_config, self.config, self.source = model_config, config, source
+        self.device = torch.device(device)
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.on_log = on_log
         torch.manual_seed(config.seed)
         generator = torch.Generator().manual_seed(config.seed)
-        self.crosscoder = Crosscoder(model_config, generator=generator)
+        self.crosscoder = Crosscoder(model_config, generator=generator).to(self.device)
         self.optimizer = torch.optim.AdamW(self.crosscoder.parameters(), lr=config.lr,
                                            weight_decay=config.weight_decay)
         warmup = max(1, config.warmup_steps)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: min(1.0, (s + 1) / warmup))
-        self.tokens_since_fired = torch.zeros(model_config.dict_size, dtype=torch.long)
+        self.tokens_since_fired = torch.zeros(model_config.dict_size, dtype=torch.long, device=self.device)
         self.step = 0
         self.k_aux = config.auxk_latents or max(1, model_config.d_model // 2)
 
@@ -140,7 +142,7 @@ class CrosscoderTrainer:
         self.crosscoder.load_state_dict(blob["model"])
         self.optimizer.load_state_dict(blob["optimizer"])
         self.scheduler.load_state_dict(blob["scheduler"])
-        self.tokens_since_fired = blob["tokens_since_fired"]
+        self.tokens_since_fired = blob["tokens_since_fired"].to(self.device)
         self.step = blob["step"]
 
     # --- the loop ------------------------------------------------------------------------------------
@@ -167,7 +169,7 @@ class CrosscoderTrainer:
         self.crosscoder.train()
         try:
             while self.step < cfg.steps:
-                stats = self._train_step(next(stream)["activations"])
+                stats = self._train_step(next(stream)["activations"].to(self.device, non_blocking=True))
                 self.step += 1
                 for key, value in stats.items():
                     window[key] = window.get(key, 0.0) + value
@@ -196,7 +198,7 @@ class CrosscoderTrainer:
     def _initialise_from_data(self) -> None:
         cfg = self.config
         stream = self.source.batches(cfg.batch_size, seed=cfg.seed, start_batch=0)
-        sample = torch.cat([next(stream)["activations"] for _ in range(max(1, cfg.scale_batches))])
+        sample = torch.cat([next(stream)["activations"] for _ in range(max(1, cfg.scale_batches))]).to(self.device)
         self.crosscoder.input_scale.copy_(estimate_scales(sample))
         self.crosscoder.init_decoder_bias(self.crosscoder.normalize(sample[: cfg.batch_size]))
 

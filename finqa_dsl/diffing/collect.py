@@ -9,7 +9,7 @@ attention-sink outliers whose norm would dominate a squared-error fit.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 
 import torch
@@ -85,13 +85,19 @@ def site_module(model: nn.Module, layer: int, site: str) -> nn.Module:
     return layers[layer].mlp if site == "mlp" else layers[layer]
 
 
+class _StopForward(Exception):
+    """Raised by the hook once the activation is caught: the layers above it need not run."""
+
+
 @contextmanager
 def catch_output(module: nn.Module) -> Iterator[dict[str, torch.Tensor]]:
-    """Hold the latest output tensor of ``module`` (first element when it returns a tuple) in ``box["out"]``."""
+    """Hold the output tensor of ``module`` (first element when it returns a tuple) in ``box["out"]`` and stop
+    the forward pass there."""
     box: dict[str, torch.Tensor] = {}
 
     def hook(_module, _inputs, output):
         box["out"] = (output[0] if isinstance(output, tuple) else output).detach()
+        raise _StopForward
 
     handle = module.register_forward_hook(hook)
     try:
@@ -105,7 +111,7 @@ def layer_activations(model: nn.Module, module: nn.Module, input_ids: torch.Tens
                       attention_mask: torch.Tensor) -> torch.Tensor:
     """``(batch, seq, d_model)`` activations of ``module`` on a right-padded batch."""
     device = next(model.parameters()).device
-    with catch_output(module) as box:
+    with catch_output(module) as box, suppress(_StopForward):
         model(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device), use_cache=False)
     return box["out"].float().cpu()
 

@@ -14,6 +14,7 @@ from finqa_dsl.diffing.analysis import (
     Thresholds,
     classify,
     closed_form_beta,
+    decoder_cosine,
     latent_statistics,
     relative_norm,
     summarize,
@@ -131,6 +132,27 @@ def test_threshold_makes_a_token_code_independent_of_its_batch_mates(planted, to
         assert not torch.equal(cc.encode(x, use_threshold=False)[:64] > 0, batch_rule_alone > 0)
     # ... and the threshold keeps about k latents per token.
     assert latent_statistics(cc, [x / cc.input_scale[None, :, None]]).l0 == pytest.approx(K, rel=0.35)
+
+
+class _IdenticalModels:
+    """Planted data with the fine-tuned model replaced by a copy of the base model."""
+
+    def __init__(self, data):
+        self.data = data
+
+    def batches(self, batch_size, *, seed, start_batch=0):
+        for batch in self.data.batches(batch_size, seed=seed, start_batch=start_batch):
+            batch["activations"][:, 1] = batch["activations"][:, 0]
+            yield batch
+
+
+def test_identical_models_give_only_shared_latents_with_identical_decoders(planted):
+    config = TrainConfig(steps=60, batch_size=128, lr=3e-3, warmup_steps=10, dead_tokens=128 * 10,
+                         threshold_start_step=30, log_every=60)
+    cc = CrosscoderTrainer(CrosscoderConfig(d_model=D, dict_size=64, k=K), config,
+                           _IdenticalModels(planted)).train(progress=False)
+    assert classify(relative_norm(cc.decoder_norms().detach())) == ["shared"] * 64
+    torch.testing.assert_close(decoder_cosine(cc), torch.ones(64, dtype=torch.float64))
 
 
 def _suppressed_trainer(data, auxk_weight: float, steps: int = 150):

@@ -48,8 +48,10 @@ class Crosscoder(nn.Module):
         super().__init__()
         self.config = config
         m, d, n = config.n_models, config.d_model, config.dict_size
-        decoder = torch.randn(n, m, d, generator=generator)
-        decoder *= config.decoder_init_norm / decoder.norm(dim=-1, keepdim=True)
+        # Each latent starts with the same random direction in every model, so that a difference between its
+        # decoder vectors comes from the data, not from the initialisation (identical models -> cosine 1).
+        direction = torch.randn(n, 1, d, generator=generator)
+        decoder = (config.decoder_init_norm * direction / direction.norm(dim=-1, keepdim=True)).repeat(1, m, 1)
         self.W_dec = nn.Parameter(decoder)  # (dict_size, n_models, d_model): row i, model m is d_i^m
         self.W_enc = nn.Parameter(decoder.permute(1, 2, 0).clone())  # (n_models, d_model, dict_size)
         self.b_enc = nn.Parameter(torch.zeros(n))

@@ -104,7 +104,6 @@ class CrosscoderTrainer:
         self.device = torch.device(device)
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.on_log = on_log
-        torch.manual_seed(config.seed)
         generator = torch.Generator().manual_seed(config.seed)
         self.crosscoder = Crosscoder(model_config, generator=generator).to(self.device)
         self.optimizer = torch.optim.AdamW(self.crosscoder.parameters(), lr=config.lr,

@@ -1,0 +1,11 @@
+"""File names of the diffing pipeline: activation folders, training folders, analysis folders."""
+
+MANIFEST = "manifest.json"  # activation folder: shard list and metadata
+CROSSCODER = "crosscoder.pt"  # training folder: the final crosscoder (config + weights)
+CHECKPOINT = "checkpoint.pt"  # training folder: model, optimiser, schedule, step, dead-latent counters
+TRAIN_LOG = "train_log.jsonl"  # training folder: one row per logging interval
+TRAIN_CONFIG = "train_config.json"  # training folder: the crosscoder and training configuration
+SUMMARY = "summary.json"  # analysis folder: counts, thresholds, latent scaling, top latents
+DELTA_PLOT = "relative_norm_histogram.png"
+COSINE_PLOT = "shared_cosine_histogram.png"
+SCALING_PLOT = "latent_scaling.png"

@@ -1,0 +1,405 @@
+"""The crosscoder against known answers: planted features, BatchTopK vs L1, threshold inference, AuxK and
+dead latents, resume, the relative-norm classes, Latent Scaling, and the activation shards."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from finqa_dsl.diffing import files
+from finqa_dsl.diffing.analysis import (
+    Thresholds,
+    classify,
+    closed_form_beta,
+    decoder_cosine,
+    latent_statistics,
+    relative_norm,
+    summarize,
+    write_report,
+)
+from finqa_dsl.diffing.crosscoder import Crosscoder, CrosscoderConfig, geometric_median, load_crosscoder
+from finqa_dsl.diffing.shards import ActivationShards, ShardWriter
+from finqa_dsl.diffing.synthetic import PlantedActivations, PlantedSpec
+from finqa_dsl.diffing.training import CrosscoderTrainer, TrainConfig
+
+D, DICT, K = 32, 128, 4
+PLANTED_TRAINING = dict(steps=2000, batch_size=256, lr=3e-3, warmup_steps=50, threshold_start_step=1000,
+                        dead_tokens=256 * 100, log_every=500, checkpoint_every=10_000)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny matrices: one thread is faster than two on a shared CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _train(data, sparsity: str, **overrides):
+    settings = {**PLANTED_TRAINING, **overrides}
+    l1_coeff = settings.pop("l1_coeff", 1.0)
+    trainer = CrosscoderTrainer(CrosscoderConfig(d_model=D, dict_size=DICT, k=K, sparsity=sparsity),
+                                TrainConfig(l1_coeff=l1_coeff, **settings), data)
+    return trainer.train(progress=False)
+
+
+def _held_out(data, batches=8, batch_size=512):
+    stream = data.batches(batch_size, seed=12345)
+    return [next(stream)["activations"] for _ in range(batches)]
+
+
+@pytest.fixture(scope="module")
+def planted():
+    return PlantedActivations(PlantedSpec(d_model=D))
+
+
+@pytest.fixture(scope="module")
+def topk_crosscoder(planted):
+    torch.manual_seed(0)
+    return _train(planted, "batchtopk")
+
+
+def _unit(v):
+    return v / v.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+
+
+@pytest.mark.slow
+def test_planted_features_are_recovered_and_classified(planted, topk_crosscoder):
+    cc = topk_crosscoder
+    w = cc.W_dec.detach()
+    delta = relative_norm(cc.decoder_norms().detach())
+    classes = classify(delta)
+    for direction in planted.ft_only:
+        cosine = _unit(w[:, 1]) @ direction
+        best = int(cosine.argmax())
+        assert cosine[best] >= 0.9 and delta[best] >= 0.9, (float(cosine[best]), float(delta[best]))
+    for direction in planted.base_only:
+        cosine = _unit(w[:, 0]) @ direction
+        best = int(cosine.argmax())
+        assert cosine[best] >= 0.9 and delta[best] <= 0.1, (float(cosine[best]), float(delta[best]))
+    # Shared features: matched in both models' decoders by one latent, and that latent classed shared.
+    cos_base = _unit(w[:, 0]) @ planted.shared_base.T  # (dict, n_shared)
+    cos_ft = _unit(w[:, 1]) @ planted.shared_ft.T
+    best = cos_base.argmax(dim=0)
+    found = [j for j in range(planted.spec.n_shared)
+             if cos_base[best[j], j] >= 0.9 and cos_ft[best[j], j] >= 0.9]
+    assert len(found) >= 0.9 * planted.spec.n_shared, len(found)
+    assert all(classes[int(best[j])] == "shared" for j in found)
+
+    # The summary agrees, and Latent Scaling finds the planted fine-tuned-only latents genuine: the base model
+    # has the direction neither in its error nor in its reconstruction (up to the data's mean, which the
+    # reconstruction target keeps, as in the paper).
+    summary = summarize(cc, _held_out(planted))
+    assert summary["counts"]["ft_only"] >= planted.spec.n_ft_only
+    assert summary["counts"]["base_only"] >= planted.spec.n_base_only
+    planted_latents = {int((_unit(w[:, 1]) @ d).argmax()) for d in planted.ft_only}
+    rows = {row["latent"]: row for row in summary["latent_scaling"]["per_latent"]}
+    for latent in planted_latents:
+        assert abs(rows[latent]["nu_error"]) < 0.1 and abs(rows[latent]["nu_reconstruction"]) < 0.3, rows[latent]
+        assert not rows[latent]["artefact"]
+        assert rows[latent]["beta_error_ft"] == pytest.approx(1.0, abs=0.1)
+
+
+@pytest.mark.slow
+def test_batchtopk_reconstructs_better_than_l1_at_equal_l0(planted, topk_crosscoder):
+    held_out = _held_out(planted)
+    l1 = _train(planted, "l1", l1_coeff=2.0)
+    topk_stats = latent_statistics(topk_crosscoder, held_out)
+    l1_stats = latent_statistics(l1, held_out)
+    # The L1 crosscoder is given at least as many active latents per token, and still loses.
+    assert l1_stats.l0 >= topk_stats.l0, (l1_stats.l0, topk_stats.l0)
+    for topk_fve, l1_fve in zip(topk_stats.fve, l1_stats.fve, strict=True):
+        assert topk_fve > l1_fve + 0.03, (topk_stats.fve, l1_stats.fve)
+
+
+@pytest.mark.slow
+def test_threshold_makes_a_token_code_independent_of_its_batch_mates(planted, topk_crosscoder):
+    cc = topk_crosscoder.eval()
+    assert cc.has_threshold
+    x = cc.normalize(_held_out(planted, batches=1)[0])
+    with torch.no_grad():
+        in_batch = cc.encode(x)
+        alone = torch.cat([cc.encode(x[i:i + 1]) for i in range(64)])
+        # Same support; values equal up to the float rounding of a different matmul shape.
+        assert torch.equal(in_batch[:64] > 0, alone > 0)
+        torch.testing.assert_close(in_batch[:64], alone)
+        # The batch rule does depend on batch-mates (so the check above is not vacuous) ...
+        batch_rule_alone = torch.cat([cc.encode(x[i:i + 1], use_threshold=False) for i in range(64)])
+        assert not torch.equal(cc.encode(x, use_threshold=False)[:64] > 0, batch_rule_alone > 0)
+    # ... and the threshold keeps about k latents per token.
+    assert latent_statistics(cc, [x / cc.input_scale[None, :, None]]).l0 == pytest.approx(K, rel=0.35)
+
+
+class _IdenticalModels:
+    """Planted data with the fine-tuned model replaced by a copy of the base model."""
+
+    def __init__(self, data):
+        self.data = data
+
+    def batches(self, batch_size, *, seed, start_batch=0):
+        for batch in self.data.batches(batch_size, seed=seed, start_batch=start_batch):
+            batch["activations"][:, 1] = batch["activations"][:, 0]
+            yield batch
+
+
+def test_identical_models_give_only_shared_latents_with_identical_decoders(planted):
+    config = TrainConfig(steps=60, batch_size=128, lr=3e-3, warmup_steps=10, dead_tokens=128 * 10,
+                         threshold_start_step=30, log_every=60)
+    cc = CrosscoderTrainer(CrosscoderConfig(d_model=D, dict_size=64, k=K), config,
+                           _IdenticalModels(planted)).train(progress=False)
+    assert classify(relative_norm(cc.decoder_norms().detach())) == ["shared"] * 64
+    torch.testing.assert_close(decoder_cosine(cc), torch.ones(64, dtype=torch.float64))
+
+
+def _suppressed_trainer(data, auxk_weight: float, steps: int = 150):
+    config = TrainConfig(steps=steps, batch_size=128, lr=3e-3, warmup_steps=10, auxk_weight=auxk_weight,
+                         dead_tokens=128 * 20, threshold_start_step=10_000, log_every=steps)
+    trainer = CrosscoderTrainer(CrosscoderConfig(d_model=D, dict_size=64, k=K), config, data)
+    with torch.no_grad():  # latents 0-15 start with tiny decoders: never selected by BatchTopK
+        trainer.crosscoder.W_dec[:16] *= 1e-4
+    return trainer
+
+
+def test_auxk_revives_dead_latents_and_dead_tracking_counts_tokens(planted):
+    rows = []
+    without = _suppressed_trainer(planted, auxk_weight=0.0)
+    without.on_log = rows.append
+    without.train(progress=False)
+    # Without AuxK a never-selected latent gets no gradient: dead for the whole run, every token counted.
+    assert torch.equal(without.tokens_since_fired[:16], torch.full((16,), 150 * 128))
+    assert rows[-1]["dead_latents"] == int((without.tokens_since_fired >= 128 * 20).sum()) >= 16
+
+    with_auxk = _suppressed_trainer(planted, auxk_weight=1.0)
+    with_auxk.train(progress=False)
+    revived = int((with_auxk.tokens_since_fired[:16] < 128 * 20).sum())
+    assert revived >= 8, with_auxk.tokens_since_fired[:16]
+
+
+def test_resume_from_checkpoint_matches_an_uninterrupted_run(planted, tmp_path):
+    def trainer(steps, folder):
+        config = TrainConfig(steps=steps, batch_size=64, lr=3e-3, warmup_steps=10, threshold_start_step=10,
+                             dead_tokens=64 * 5, log_every=10, checkpoint_every=15, seed=3)
+        return CrosscoderTrainer(CrosscoderConfig(d_model=D, dict_size=64, k=K), config, planted, folder)
+
+    whole = trainer(40, tmp_path / "whole").train(progress=False)
+    trainer(25, tmp_path / "split").train(progress=False)  # stops at 25 (checkpoint at 15 and at 25)
+    with open(tmp_path / "split" / files.TRAIN_LOG, "a") as log:  # a crash after logging step 30
+        log.write(json.dumps({"step": 30, "loss": 0.0}) + "\n")
+    resumed_trainer = trainer(40, tmp_path / "split")
+    resumed = resumed_trainer.train(resume=True, progress=False)
+    assert resumed_trainer.step == 40
+    for (name, a), (_, b) in zip(whole.state_dict().items(), resumed.state_dict().items(), strict=True):
+        assert torch.equal(a, b), name
+    saved = load_crosscoder(tmp_path / "split" / files.CROSSCODER)
+    assert torch.equal(saved.W_dec, resumed.W_dec) and saved.has_threshold
+    steps = [json.loads(line)["step"] for line in (tmp_path / "split" / files.TRAIN_LOG).read_text().splitlines()]
+    assert steps == [10, 20, 25, 30, 40]
+    assert json.loads((tmp_path / "split" / files.TRAIN_LOG).read_text().splitlines()[3])["loss"] > 0
+    with pytest.raises(ValueError, match="lr"):  # a checkpoint is only resumed with the same settings
+        other = CrosscoderTrainer(CrosscoderConfig(d_model=D, dict_size=64, k=K),
+                                  TrainConfig(steps=50, batch_size=64, lr=1e-3, seed=3), planted, tmp_path / "split")
+        other.train(resume=True, progress=False)
+
+
+def test_relative_norm_formula_and_class_thresholds():
+    norms = torch.tensor([[1.0, 0.0], [0.0, 2.0], [1.0, 1.0], [1.0, 0.5], [0.5, 1.0], [0.0, 0.0],
+                          [1.0, 0.25], [0.25, 1.0], [1.0, 0.8], [0.8, 1.0]])
+    delta = relative_norm(norms)
+    expected = [0.0, 1.0, 0.5, 0.25, 0.75, math.nan, 0.125, 0.875, 0.4, 0.6]
+    for got, want in zip(delta.tolist(), expected, strict=True):
+        assert (math.isnan(got) and math.isnan(want)) or got == pytest.approx(want)
+    assert classify(delta) == ["base_only", "ft_only", "shared", "other", "other", "other",
+                               "other", "other", "shared", "shared"]
+    assert classify(torch.tensor([0.1, 0.9, 0.4, 0.6, 0.11, 0.89], dtype=torch.float64)) == [
+        "base_only", "ft_only", "shared", "shared", "other", "other"]
+    loose = Thresholds(base_only_max=0.2, shared_min=0.3, shared_max=0.7, ft_only_min=0.85)
+    assert classify(delta, loose) == ["base_only", "ft_only", "shared", "other", "other", "other",
+                                      "base_only", "ft_only", "shared", "shared"]
+    with pytest.raises(ValueError):
+        Thresholds(shared_min=0.05)
+
+
+def _hand_built_crosscoder(with_base_copy: bool) -> Crosscoder:
+    """Latent 0: fine-tuned only along e0 (reads the ft model); latent 1: shared along e1; latent 2 (when
+    ``with_base_copy``): a base-only latent along e0 that reads the base model."""
+    cc = Crosscoder(CrosscoderConfig(d_model=8, dict_size=3, sparsity="l1")).eval()
+    with torch.no_grad():
+        cc.W_enc.zero_()
+        cc.W_dec.zero_()
+        cc.W_enc[1, 0, 0] = 1.0
+        cc.W_dec[0, 1, 0] = 1.0
+        cc.W_enc[:, 1, 1] = 0.5
+        cc.W_dec[1, :, 1] = 1.0
+        if with_base_copy:
+            cc.W_enc[0, 0, 2] = 1.0
+            cc.W_dec[2, 0, 0] = 1.0
+    return cc
+
+
+def _latent_scaling_data(base_share: float, n: int = 4000) -> torch.Tensor:
+    g = torch.Generator().manual_seed(0)
+    f0 = torch.rand(n, generator=g) * (torch.rand(n, generator=g) < 0.3)
+    g1 = torch.rand(n, generator=g)
+    x = torch.zeros(n, 2, 8)
+    x[:, 1, 0] = f0
+    x[:, 0, 0] = base_share * f0
+    x[:, :, 1] = g1[:, None]
+    x[:, 0, 5] = torch.randn(n, generator=g)  # base noise no latent reconstructs (orthogonal to e0)
+    return x
+
+
+def test_latent_scaling_betas_on_constructed_cases():
+    # Complete shrinkage: the base model has 0.8 x the ft-only latent's direction, but its base decoder is 0.
+    x = _latent_scaling_data(0.8)
+    stats = latent_statistics(_hand_built_crosscoder(with_base_copy=False), x.split(1000), [0])
+    assert stats.betas["error_base"][0] == pytest.approx(0.8, abs=1e-5)
+    assert stats.betas["error_ft"][0] == pytest.approx(1.0, abs=1e-5)
+    assert stats.betas["reconstruction_base"][0] == pytest.approx(0.0, abs=1e-5)
+    assert stats.betas["reconstruction_ft"][0] == pytest.approx(1.0, abs=1e-5)
+    assert stats.ratios()["error"][0] == pytest.approx(0.8, abs=1e-5)
+    summary = summarize(_hand_built_crosscoder(with_base_copy=False), x.split(1000))
+    assert summary["counts"]["ft_only"] == 1 and summary["latent_scaling"]["artefacts"] == 1
+    # Latent decoupling: another latent reconstructs that share in the base model; the error ratio is 0.
+    stats = latent_statistics(_hand_built_crosscoder(with_base_copy=True), x.split(1000), [0])
+    assert stats.ratios()["reconstruction"][0] == pytest.approx(0.8, abs=1e-5)
+    assert stats.ratios()["error"][0] == pytest.approx(0.0, abs=1e-5)
+
+
+def test_closed_form_beta_is_the_least_squares_scalar():
+    g = torch.Generator().manual_seed(1)
+    f, d = torch.rand(500, generator=g).double(), torch.randn(6, generator=g).double()
+    y = 0.37 * f[:, None] * d + 0.3 * torch.randn(500, 6, generator=g).double()
+    design = (f[:, None] * d).reshape(-1, 1)
+    expected = torch.linalg.lstsq(design, y.reshape(-1, 1)).solution.item()
+    beta = closed_form_beta(d[None], (f[:, None] * y).sum(dim=0)[None], f.pow(2).sum()[None])
+    assert beta.item() == pytest.approx(expected, rel=1e-9)
+    assert math.isnan(closed_form_beta(d[None], torch.zeros(1, 6).double(), torch.zeros(1).double()).item())
+
+
+def test_geometric_median_resists_outliers():
+    points = torch.cat([torch.randn(99, 4, generator=torch.Generator().manual_seed(0)) * 0.01,
+                        torch.full((1, 4), 1000.0)])
+    assert geometric_median(points).norm() < 0.1 < points.mean(dim=0).norm()
+
+
+def test_report_files(tmp_path):
+    x = _latent_scaling_data(0.8)
+    written = write_report(summarize(_hand_built_crosscoder(with_base_copy=False), x.split(1000)), tmp_path)
+    assert {p.name for p in written} == {files.SUMMARY, files.DELTA_PLOT, files.COSINE_PLOT, files.SCALING_PLOT}
+    summary = json.loads((tmp_path / files.SUMMARY).read_text())
+    assert summary["counts"] == {"base_only": 0, "shared": 1, "ft_only": 1, "other": 1}
+    assert summary["top_latents"]["ft_only"][0]["latent"] == 0
+    assert all((tmp_path / name).read_bytes()[:4] == b"\x89PNG" for name in (files.DELTA_PLOT, files.COSINE_PLOT))
+
+
+def _write_shards(folder, rows=1000, rows_per_shard=128):
+    g = torch.Generator().manual_seed(0)
+    activations = torch.randn(rows, 2, 6, generator=g)
+    writer = ShardWriter(folder, d_model=6, rows_per_shard=rows_per_shard, metadata={"layer": 3})
+    for start in range(0, rows, 37):
+        stop = min(rows, start + 37)
+        writer.add(activations[start:stop], torch.arange(start, stop) % 50, torch.arange(start, stop),
+                   torch.arange(start, stop) % 7)
+        if start == 296:
+            partial = json.loads((folder / files.MANIFEST).read_text())
+            assert partial["complete"] is False and partial["rows"] == 256
+    writer.close()
+    return activations.to(torch.bfloat16)
+
+
+def test_shards_round_trip(tmp_path):
+    activations = _write_shards(tmp_path)
+    shards = ActivationShards(tmp_path)
+    assert shards.manifest["complete"] and shards.manifest["metadata"] == {"layer": 3}
+    assert shards.rows == 1000 and shards.shard_rows == [128] * 7 + [104]
+    loaded = [shards.load_shard(i) for i in range(8)]
+    assert torch.equal(torch.cat([s["activations"] for s in loaded]), activations)
+    assert torch.equal(torch.cat([s["example_ids"] for s in loaded]), torch.arange(1000))
+    assert torch.equal(torch.cat([s["positions"] for s in loaded]), torch.arange(1000) % 7)
+    with pytest.raises(FileNotFoundError, match="manifest"):
+        ActivationShards(tmp_path / "absent")
+
+
+def test_shuffled_reading_covers_every_row_once_per_epoch(tmp_path):
+    activations = _write_shards(tmp_path)
+    shards = ActivationShards(tmp_path, shards_in_memory=3)
+    columns = ("activations", "example_ids")
+    orders = []
+    for epoch in (0, 1):
+        chunks = list(shards.epoch(epoch, seed=5, columns=columns))
+        ids = torch.cat([c["example_ids"] for c in chunks])
+        assert sorted(ids.tolist()) == list(range(1000))
+        assert torch.equal(torch.cat([c["activations"] for c in chunks]), activations[ids])
+        orders.append(ids)
+    assert not torch.equal(orders[0], torch.arange(1000)) and not torch.equal(orders[0], orders[1])
+    again = torch.cat([c["example_ids"] for c in shards.epoch(0, seed=5, columns=columns)])
+    assert torch.equal(again, orders[0])
+
+    stream = shards.batches(64, seed=5, columns=columns)
+    batches = [next(stream)["example_ids"] for _ in range(40)]  # 15 whole batches per epoch
+    assert all(len(b) == 64 for b in batches)
+    first_epoch = torch.cat(batches[:15])
+    assert len(set(first_epoch.tolist())) == 960 and torch.equal(first_epoch, orders[0][:960])
+    assert torch.equal(torch.cat(batches[15:30]), orders[1][:960])
+    for start in (7, 15, 22):
+        resumed = shards.batches(64, seed=5, start_batch=start, columns=columns)
+        assert torch.equal(next(resumed)["example_ids"], batches[start])
+
+
+def test_train_and_analyze_scripts_on_planted_shards(planted, tmp_path, capsys):
+    from scripts import analyze_crosscoder, train_crosscoder
+
+    sample = planted.sample(6000, torch.Generator().manual_seed(1))
+    with ShardWriter(tmp_path / "acts", d_model=D, rows_per_shard=1000, dtype="float16") as writer:
+        rows = torch.arange(6000)
+        writer.add(sample["activations"], sample["token_ids"], rows // 100, rows % 100)
+    out = tmp_path / "train"
+    common = [str(tmp_path / "acts"), "--output_dir", str(out), "--dict_size", "64", "--k", "4",
+              "--batch_size", "200", "--lr", "3e-3", "--warmup_steps", "10", "--threshold_start_step", "20",
+              "--log_every", "20", "--checkpoint_every", "20", "--no_progress"]
+    assert train_crosscoder.main([*common, "--tokens", "8000"]) == 0  # 40 steps: more than one epoch
+    assert train_crosscoder.main([*common, "--steps", "60", "--resume"]) == 0
+    log = [json.loads(line) for line in (out / files.TRAIN_LOG).read_text().splitlines()]
+    assert [row["step"] for row in log] == [20, 40, 60]
+    assert {"fve_base", "fve_ft", "l0", "dead_latents", "auxk_loss"} <= set(log[-1])
+    assert log[-1]["fve_base"] > log[0]["fve_base"]
+
+    assert analyze_crosscoder.main([str(out), str(tmp_path / "acts"), "--output_dir", str(tmp_path / "report"),
+                                    "--tokens", "2000", "--batch_size", "500"]) == 0
+    summary = json.loads((tmp_path / "report" / files.SUMMARY).read_text())
+    assert summary["tokens"] == 2000 and sum(summary["counts"].values()) == 64
+    assert (tmp_path / "report" / files.DELTA_PLOT).is_file()
+    assert "fine-tuned-only latents flagged" in capsys.readouterr().out
+
+
+def test_scripts_report_user_errors_in_one_line(tmp_path, capsys):
+    import subprocess
+    import sys
+
+    from scripts import analyze_crosscoder, train_crosscoder
+
+    result = subprocess.run([sys.executable, "scripts/train_crosscoder.py", str(tmp_path / "absent"),
+                             "--output_dir", str(tmp_path / "o"), "--steps", "5"], capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 2 and "manifest.json" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+    _write_shards(tmp_path / "acts", rows=300)
+    train = [str(tmp_path / "acts"), "--output_dir", str(tmp_path / "o"), "--steps", "5", "--batch_size", "100"]
+    cases = [
+        (train_crosscoder, [*train, "--dict_size", "8", "--k", "9"], "--k 9 exceeds --dict_size 8"),
+        (train_crosscoder, [*train, "--batch_size", "500"], "--batch_size 500 exceeds the 300 rows"),
+        (analyze_crosscoder, [str(tmp_path / "o"), str(tmp_path / "acts"), "--output_dir", str(tmp_path / "r")],
+         "no crosscoder"),
+        (analyze_crosscoder, [str(tmp_path / "o"), str(tmp_path / "acts"), "--output_dir", str(tmp_path / "r"),
+                              "--shared_min", "0.05"], "base_only_max < shared_min"),
+    ]
+    for script, argv, message in cases:
+        assert script.main(argv) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "o").exists()

@@ -68,6 +68,7 @@ HOSTILE = [
     ("mknod_escape", ESCAPE + "sys_.modules['posix'].mknod('SENTINEL/node')", {Reason.EXCEPTION}, "AttributeError"),
     ("fresh_posix_module", ESCAPE + "spec = sys_.modules['_frozen_importlib'].ModuleSpec('posix', None)\n"
      "sys_.modules['_imp'].create_builtin(spec).mkfifo('SENTINEL/fifo')", {Reason.EXCEPTION}, "AttributeError"),
+    ("chroot_escape", ESCAPE + "os_['chroot']('/')", {Reason.EXCEPTION}, "KeyError"),
     ("renice_worker", ESCAPE + "os_['setpriority'](0, os_['getppid'](), 19)", {Reason.EXCEPTION}, "KeyError"),
     ("disarm_hook_globals", ESCAPE + "class Everything:\n    def __contains__(self, item):\n        return True\n"
      "sys_.modules['__main__'].ALLOWED_EVENTS = Everything()\nos_['_exit'] = lambda code: None\n"

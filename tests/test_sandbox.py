@@ -10,6 +10,8 @@ import hashlib
 import math
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -424,3 +426,17 @@ def test_a_run_interrupted_by_the_caller_leaves_the_sandbox_usable():
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+
+
+def test_the_sandbox_package_is_torch_free():
+    code = "import sys, finqa_dsl.sandbox\nprint(sorted({'torch', 'transformers', 'numpy'} & set(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
+
+
+def test_a_program_can_reach_no_module_that_opens_processes_sockets_or_libraries(sandbox):
+    loaded = sandbox.run(ESCAPE + "ans = ' '.join(sorted(sys_.modules))")
+    assert loaded.ok, loaded
+    dangerous = {"subprocess", "_posixsubprocess", "socket", "_socket", "ctypes", "_ctypes", "threading", "mmap",
+                 "multiprocessing", "gc", "importlib", "pty", "fcntl"}
+    assert dangerous.isdisjoint(loaded.value.split())

@@ -378,6 +378,8 @@ def test_bad_limits_are_refused():
         Sandbox(workers=0)
     with pytest.raises(ValueError, match="memory_mb >= 64"):
         Sandbox(memory_mb=8)
+    with pytest.raises(TypeError, match="programs as str"):
+        Sandbox().run_many([b"ans = 1"])
 
 
 def test_large_programs_and_large_outputs_do_not_jam_the_pipes(sandbox):

@@ -215,11 +215,13 @@ class Sandbox:
 
     def run_many(self, codes: Iterable[str]) -> list[SandboxResult]:
         """Run every program (in parallel over the workers); results in the order of ``codes``."""
+        codes = list(codes)
+        if not all(isinstance(code, str) for code in codes):
+            raise TypeError("Sandbox.run_many takes programs as str")
         self.start()
         for worker in list(self._pool):
             if worker.jobs:  # left busy by an interrupted run_many: its answers belong to no one
                 self._replace(worker)
-        codes = list(codes)
         results: list[SandboxResult | None] = [None] * len(codes)
         queue = deque(range(len(codes)))
         while queue or any(worker.jobs for worker in self._pool):

@@ -15,6 +15,7 @@ from finqa_dsl.core.data import Example, examples_from_records, load_examples
 from finqa_dsl.core.dsl import OPERATIONS, execute
 from finqa_dsl.distill.gold_transpiler import TranspileError, transpile
 from finqa_dsl.sample.generator import generate_splits
+from finqa_dsl.sandbox import Sandbox
 
 REAL_SPLITS = ("train.json", "dev.json", "test.json", "dev_convfinqa_derived.json")
 SAFE_NODES = (ast.Module, ast.Assign, ast.Name, ast.Store, ast.Load, ast.Constant, ast.BinOp, ast.Add, ast.Sub,
@@ -70,6 +71,18 @@ def test_every_real_gold_program_transpiles_and_reproduces_exe_ans(real_examples
             failures.append((gold.id, gold.program, value, gold.exe_ans))
     assert failures == []
     assert reproduced == len(real_examples) == 1487
+
+
+def test_every_real_transpiled_program_reproduces_exe_ans_in_the_sandbox(real_examples):
+    """The issue's criterion: the transpiled Python, executed where generated code runs, gives exe_ans."""
+    with Sandbox(workers=2) as sandbox:
+        results = sandbox.run_many([transpile(gold) for gold in real_examples])
+    failures = [(gold.id, result.reason, result.detail, result.value)
+                for gold, result in zip(real_examples, results, strict=True)
+                if not result.ok or (result.value if isinstance(result.value, str) else round(result.value, 5))
+                != gold.exe_ans]
+    assert failures == []
+    assert len(results) == 1487
 
 
 def test_real_examples_read_like_the_seed_teacher(real_examples):

@@ -31,7 +31,7 @@ def test_a_torn_last_line_is_skipped_and_cut(tmp_path):
 
 
 @pytest.mark.parametrize(("content", "message"), [
-    (b'{"id": "a"}\n{"id": \n{"id": "c"}\n', r"rows.jsonl: line 2: invalid JSON \(Expecting value at column 8\)"),
+    (b'{"id": "a"}\n{"id": \n{"id": "c"}\n', r"rows.jsonl: line 2: invalid JSON at column 8 \(Expecting value\)"),
     (b'{"id": "a"}\n{"id": "b"\n', r"rows.jsonl: line 2: invalid JSON"),  # it has its newline: not torn
     (b'{"id": "a"}\n{"id": "\xff"}\n{"id": "c"}', r"rows.jsonl: line 2: not UTF-8 \(byte 0xff at column 9\)"),
 ])

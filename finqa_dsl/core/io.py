@@ -124,7 +124,7 @@ def read_jsonl_lines(path: str | os.PathLike, *, torn_tail_ok: bool = False) -> 
         except json.JSONDecodeError as error:
             if torn_tail_ok and number == len(lines):
                 break
-            raise CorruptFileError(f"{path}: line {number}: invalid JSON ({error.msg} at column {error.colno})"
+            raise CorruptFileError(f"{path}: line {number}: invalid JSON at column {error.colno} ({error.msg})"
                                    ) from None
     return values
 

@@ -204,7 +204,6 @@ def _write_test_metrics(folder: Path, data_args: DataArguments, gen_args: Genera
         "output_jsonl": str(folder / run_files.TEST_PREDICTIONS),
         "prompts_truncated": truncation.truncated,
         "prompts_over_length": truncation.over_length,
-        "target_field": data_args.target_field,
         "input_mode": data_args.input_mode,
         "test_file": data_args.test_file,
         **{k: v for k, v in dataclasses.asdict(gen_args).items() if k.startswith("generation_")},

@@ -34,6 +34,9 @@ def test_a_complete_folder_and_an_adapter_on_it_pass(tmp_path):
     adapter = tmp_path / "adapter"
     adapter.mkdir()
     (adapter / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": str(base)}))
+    with pytest.raises(UsageError, match="adapter: not an adapter folder: no weights"):
+        check_model_source(str(adapter))
+    (adapter / "adapter_model.safetensors").write_bytes(b"")
     check_model_source(str(adapter))
 
 

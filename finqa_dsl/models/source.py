@@ -40,17 +40,17 @@ def _check_folder(path: Path, where: str, flag: str) -> None:
         raise UsageError(f"{where}: not a folder (a model is a folder with {CONFIG} and weights, or a Hub id)")
     if not any(path.iterdir()):
         raise UsageError(f"{where}: empty folder (expected {CONFIG}, weights and a tokenizer, or {ADAPTER_CONFIG})")
-    if is_adapter_dir(path):
-        base = adapter_base(path)
-        check_model_source(base, f"{path / ADAPTER_CONFIG}: base_model_name_or_path")
-        return
+    adapter = is_adapter_dir(path)
+    if adapter:  # its tokenizer may come from the base model
+        check_model_source(adapter_base(path), f"{path / ADAPTER_CONFIG}: base_model_name_or_path")
     missing = [what for what, present in (
-        (CONFIG, (path / CONFIG).is_file()),
+        (CONFIG, adapter or (path / CONFIG).is_file()),
         (f"weights ({', '.join(WEIGHT_PATTERNS)})", any(any(path.glob(p)) for p in WEIGHT_PATTERNS)),
-        (f"tokenizer ({' or '.join(TOKENIZER_FILES)})", any((path / name).is_file() for name in TOKENIZER_FILES)),
+        (f"tokenizer ({' or '.join(TOKENIZER_FILES)})",
+         adapter or any((path / name).is_file() for name in TOKENIZER_FILES)),
     ) if not present]
     if missing:
-        raise UsageError(f"{where}: not a model folder: no {', no '.join(missing)}")
+        raise UsageError(f"{where}: not {'an adapter' if adapter else 'a model'} folder: no {', no '.join(missing)}")
 
 
 def is_adapter_dir(name_or_path: str | os.PathLike) -> bool:

@@ -140,6 +140,7 @@ def test_as_a_script_an_unknown_hub_id_offline_and_a_missing_config_file_are_one
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_a_run_that_failed_before_results_does_not_push_the_rerun_to_a_new_folder(in_tmp, tiny_model_dir, capsys):
     broken = in_tmp / "broken-model"
     broken.mkdir()
@@ -155,6 +156,7 @@ def test_a_run_that_failed_before_results_does_not_push_the_rerun_to_a_new_folde
     assert args["model_name"] == str(tiny_model_dir)
 
 
+@pytest.mark.slow
 def test_resume_keeps_a_complete_last_line_and_reports_over_all_rows(in_tmp, tiny_model_dir, caplog):
     run = flags("--model_name", str(tiny_model_dir), "--output_folder", "zs")
     assert driver.main(run) == 0

@@ -65,7 +65,7 @@ def broken_record() -> list[dict]:
 
 @pytest.mark.parametrize(("content", "message"), [
     ("", "test.json: empty file (expected FinQA records"),
-    ([], "--test_file {path}: no examples (the file holds an empty list)"),
+    ([], "--test_file {path}: no examples (the file holds no records)"),
     ("[{", "test.json: invalid JSON at line 1 column 3"),
     (broken_record(), "test.json: record {id}: field 'qa.exe_ans': a finite number or 'yes'/'no', got None"),
 ])

@@ -36,7 +36,7 @@ def load_splits(data_args, context_config: ContextConfig, *, do_train: bool, do_
             loaded[path] = load_examples(path)
         chosen = loaded[path][:limit] if limit else loaded[path]
         if not chosen:
-            raise UsageError(f"{flag} {path}: no examples (the file holds an empty list)")
+            raise UsageError(f"{flag} {path}: no examples (the file holds no records)")
         return chosen
 
     train = examples("--train_file", data_args.train_file, data_args.max_train_samples) if do_train else None

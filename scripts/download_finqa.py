@@ -2,11 +2,13 @@
 """Download the official FinQA splits (train/dev/test.json) and verify each by its git blob id.
 
 The files come from github.com/czyssrs/FinQA at a pinned commit (MIT licence, Chen et al., EMNLP 2021)
-and land in ``FinQA/dataset/`` (git-ignored). A file already there and verified is kept; a download whose
-blob id differs is rejected and never replaces anything. Without network access this fails quickly with a
-clear message; ``FinQA/sample/`` holds a synthetic FinQA-format sample for offline use.
+and land in ``FinQA/dataset/`` (git-ignored). ``--base_url`` may name another http(s):// or file:// folder, or
+a local folder (e.g. a clone of the FinQA repository's ``dataset/``). A file already there and verified is
+kept; a download whose blob id differs is rejected and never replaces anything. Without network access,
+with a bad URL or a missing local folder this fails quickly with one clear line; ``FinQA/sample/`` holds a
+synthetic FinQA-format sample for offline use.
 
-    python scripts/download_finqa.py [--output_dir DIR] [--splits train dev test] [--timeout 20]
+    python scripts/download_finqa.py [--output_dir DIR] [--splits train dev test] [--timeout 20] [--base_url URL]
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import argparse
 import hashlib
 import sys
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -42,6 +45,33 @@ class NetworkUnreachable(DownloadError):
     """The source could not be reached at all: no point trying the other splits."""
 
 
+class BadSource(DownloadError):
+    """``--base_url`` is neither an http(s)/file URL nor an existing local folder."""
+
+
+URL_SCHEMES = ("http", "https")
+
+
+def local_folder(base: str) -> Path | None:
+    """The folder a ``file://`` URL or a plain path names; None for an http(s) URL. Raises :class:`BadSource`
+    for another scheme or a folder that does not exist."""
+    parts = urllib.parse.urlsplit(base)
+    if parts.scheme in URL_SCHEMES:
+        if not parts.netloc:
+            raise BadSource(f"--base_url {base}: no host in the URL")
+        return None
+    if parts.scheme == "file":
+        folder = Path(urllib.request.url2pathname(parts.path))
+    elif parts.scheme and len(parts.scheme) > 1:  # one letter: a Windows drive
+        raise BadSource(f"--base_url {base}: unsupported URL scheme {parts.scheme!r}: give an http(s):// or "
+                        "file:// URL, or a local folder")
+    else:
+        folder = Path(base).expanduser()
+    if not folder.is_dir():
+        raise BadSource(f"--base_url {base}: no such local folder")
+    return folder
+
+
 def git_blob_id(data: bytes) -> str:
     """The id git gives a file with this content: sha1 of ``b"blob <len>\\0" + data``."""
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
@@ -62,9 +92,17 @@ def fetch(url: str, timeout: float) -> bytes:
     except (urllib.error.URLError, OSError) as error:
         reason = getattr(error, "reason", error)
         raise NetworkUnreachable(
-            f"cannot reach {url} ({reason}): the network is unreachable from this machine "
+            f"cannot reach {url} ({reason}): no network from this machine, or a wrong host in --base_url "
             f"(or the host is down). {OFFLINE_HINT}"
         ) from None
+
+
+def read_local(path: Path) -> bytes:
+    """The bytes of a split in a local source folder; a missing or unreadable file is a :class:`DownloadError`."""
+    try:
+        return path.read_bytes()
+    except OSError as error:
+        raise DownloadError(f"{path}: {error.strerror or error}") from None
 
 
 def download_split(split: str, *, base_url: str, output_dir: Path, timeout: float) -> str:
@@ -73,8 +111,12 @@ def download_split(split: str, *, base_url: str, output_dir: Path, timeout: floa
     path = output_dir / f"{split}.json"
     if file_blob_id(path) == expected:
         return f"{path}: already present, blob id {expected} verified"
-    url = f"{base_url.rstrip('/')}/{split}.json"
-    data = fetch(url, timeout)
+    folder = local_folder(base_url)
+    if folder is not None:
+        url, data = str(folder / f"{split}.json"), read_local(folder / f"{split}.json")
+    else:
+        url = f"{base_url.rstrip('/')}/{split}.json"
+        data = fetch(url, timeout)
     actual = git_blob_id(data)
     if actual != expected:
         raise DownloadError(f"{url}: blob id {actual} != expected {expected} ({len(data)} bytes); "
@@ -103,6 +145,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    try:
+        local_folder(args.base_url)
+    except BadSource as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     failures = 0
     for split in args.splits:
         try:

@@ -21,6 +21,7 @@ from finqa_dsl.core.data import DatasetError
 from finqa_dsl.core.errors import UsageError
 from finqa_dsl.driver.arguments import DataArguments, GenerationArguments, ModelArguments, RunArguments
 from finqa_dsl.driver.pipeline import run
+from finqa_dsl.models.default_model import DefaultModelUnavailable
 from finqa_dsl.runs.processes import configure_logging
 
 
@@ -29,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
         if len(argv) == 1 and argv[0].endswith(".json"):
-            arguments = parser.parse_json_file(argv[0])
+            arguments = _parse_config_file(parser, argv[0])
         else:
             arguments = parser.parse_args_into_dataclasses(args=argv)
     except ValueError as error:  # TrainingArguments checks flags against the hardware as it parses them
@@ -38,11 +39,21 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(arguments[-1])
     try:
         folder = run(*arguments)
-    except (UsageError, DatasetError) as error:
+    except (UsageError, DatasetError, DefaultModelUnavailable) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(folder)  # the last line of stdout, for scripts that chain runs
     return 0
+
+
+def _parse_config_file(parser: HfArgumentParser, path: str):
+    """The dataclasses from a JSON arguments file; a missing or invalid file is a ValueError naming it."""
+    try:
+        return parser.parse_json_file(path)
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no such arguments file") from None
+    except (OSError, ValueError) as error:  # unreadable, not JSON, or keys that are no flag
+        raise ValueError(f"{path}: {' '.join(str(error).split())}") from None
 
 
 if __name__ == "__main__":

@@ -42,6 +42,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.max_prompt_tokens is not None and not args.tokenizer:
         parser.error("--max_prompt_tokens needs --tokenizer to count tokens")
+    if args.max_prompt_tokens is not None and args.max_prompt_tokens < 1:
+        parser.error(f"--max_prompt_tokens must be >= 1, got {args.max_prompt_tokens}")
     if args.few_shot_k and not args.few_shot_file:
         parser.error("--few_shot_k needs --few_shot_file")
     if min(args.noisy_text_distractors, args.noisy_table_distractors, args.few_shot_k) < 0:

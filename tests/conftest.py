@@ -1,4 +1,4 @@
-"""Shared fixtures: where ../shared lives, and skips with a reason when it does not."""
+"""Shared fixtures: where ../shared lives (skipping with a reason when it does not), tiny models, a work folder."""
 
 from __future__ import annotations
 
@@ -105,3 +105,34 @@ def served_default_model():
     finally:
         server.kill()
         server.wait()
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A 2-layer random Llama with the default model's real tokenizer and chat template."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from finqa_dsl.models.default_model import DefaultModelUnavailable, default_model_path
+
+    try:
+        tokenizer_source = default_model_path()
+    except DefaultModelUnavailable as error:
+        pytest.skip(f"default model tokenizer unavailable: {error}")
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_source)
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
+                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                         pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=True)
+    LlamaForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture
+def in_tmp(tmp_path, monkeypatch) -> Path:
+    """``tmp_path`` as the current folder (a driver run writes its __output__ there)."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path

@@ -6,6 +6,7 @@ import functools
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 import time
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -77,7 +78,7 @@ def test_offline_fails_quickly_with_a_clear_message(tmp_path, capsys):
     assert code != 0
     assert time.monotonic() - started < 10
     message = capsys.readouterr().err
-    assert "network is unreachable" in message and "FinQA/sample" in message
+    assert "cannot reach" in message and "no network" in message and "FinQA/sample" in message
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
@@ -117,3 +118,32 @@ def test_missing_remote_file_is_an_http_error(served, tmp_path, capsys):
     _, base_url, _ = served
     assert download.main(["--output_dir", str(tmp_path), "--base_url", base_url, "--splits", "test"]) != 0
     assert "HTTP 404" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("base_url", "message"), [
+    ("htp://example.org/dataset", "--base_url htp://example.org/dataset: unsupported URL scheme 'htp'"),
+    ("https:///dataset", "--base_url https:///dataset: no host in the URL"),
+    ("file:///nonexistent/finqa", "--base_url file:///nonexistent/finqa: no such local folder"),
+    ("nonexistent/finqa/dataset", "--base_url nonexistent/finqa/dataset: no such local folder"),
+])
+def test_a_bad_url_or_missing_local_folder_is_one_line_without_network(tmp_path, base_url, message):
+    result = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "download_finqa.py"), "--base_url", base_url,
+                             "--output_dir", str(tmp_path / "out")], capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 1
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"error: {message}")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_local_folder_is_a_source_and_a_missing_split_there_is_named(tmp_path, monkeypatch, capsys):
+    source = tmp_path / "clone" / "dataset"
+    source.mkdir(parents=True)
+    (source / "dev.json").write_bytes(b'[{"id": "d"}]\n')
+    monkeypatch.setitem(download.EXPECTED_BLOB_IDS, "dev", download.git_blob_id(b'[{"id": "d"}]\n'))
+    out = tmp_path / "out"
+    for base in (str(source), source.as_uri()):
+        assert download.main(["--output_dir", str(out), "--base_url", base, "--splits", "dev"]) == 0
+        assert (out / "dev.json").read_bytes() == b'[{"id": "d"}]\n'
+        (out / "dev.json").unlink()
+    assert download.main(["--output_dir", str(out), "--base_url", str(source), "--splits", "test"]) == 1
+    assert capsys.readouterr().err.strip().splitlines() == [f"error: {source / 'test.json'}: No such file or directory"]

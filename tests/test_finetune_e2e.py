@@ -6,10 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
-from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-from finqa_dsl.models.default_model import DefaultModelUnavailable, default_model_path
 from finqa_dsl.runs import files as run_files
 from scripts import finetune as driver
 
@@ -17,26 +14,6 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = REPO_ROOT / "FinQA" / "sample"
 PREDICTION_FIELDS = {"id", "question", "prompt", "generation", "gold_program", "latency_ms", "latency_mode",
                      "failure_reason"}
-
-
-
-@pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory) -> Path:
-    """A 2-layer random Llama with the default model's real tokenizer and chat template."""
-    try:
-        tokenizer_source = default_model_path()
-    except DefaultModelUnavailable as error:
-        pytest.skip(f"default model tokenizer unavailable: {error}")
-    folder = tmp_path_factory.mktemp("tiny-llama")
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_source)
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
-                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                         pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=True)
-    LlamaForCausalLM(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
 
 
 def finetune(tmp_path: Path, *flags: str) -> int:
@@ -47,12 +24,6 @@ def finetune(tmp_path: Path, *flags: str) -> int:
             "--num_train_epochs", "1", "--logging_steps", "1", "--generation_max_new_tokens", "8",
             "--inference_batch_size", "2", "--max_seq_length", "1024", "--report_to", "none"]
     return driver.main([*data, *flags])
-
-
-@pytest.fixture
-def in_tmp(tmp_path, monkeypatch) -> Path:
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
 
 
 def run_folder(root: Path, name: str) -> Path:

@@ -93,6 +93,7 @@ def test_runs_as_a_script_and_reports_invalid_json(tmp_path):
 
 @pytest.mark.parametrize(("arguments", "message"), [
     (["--max_prompt_tokens", "100"], "--max_prompt_tokens needs --tokenizer"),
+    (["--max_prompt_tokens", "-5", "--tokenizer", "any"], "--max_prompt_tokens must be >= 1, got -5"),
     (["--few_shot_k", "2"], "--few_shot_k needs --few_shot_file"),
     (["--input_mode", "oracle"], "invalid choice: 'oracle'"),
 ])

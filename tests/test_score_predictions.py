@@ -82,8 +82,12 @@ def test_answer_targets_report_strict_and_tolerant(script, capsys, gold_file, tm
     (["{not json"], "p.jsonl: line 1: invalid JSON"),
     (["[1, 2]"], "p.jsonl: line 1: expected a JSON object"),
     (["", {"prediction": "add(1, 2)"}], "p.jsonl: line 2: field 'id': expected a non-empty string"),
-    ([{"id": "A", "generation": "add(1, 2)"}], "line 1 (id A): field 'prediction': expected a string"),
+    ([{"id": "A", "text": "add(1, 2)"}], "line 1 (id A): field 'prediction': expected a string"),
     ([{"id": "A", "prediction": None}], "field 'prediction'"),
+    ([{"id": "A", "generation": "add(1, 2)"}, {"id": "B", "prediction": "add(1, 2)"}],
+     "line 2 (id B): field 'generation': expected a string"),
+    ([{"id": "A", "generation": "x", "target_field": "program"}, {"id": "B", "generation": "1", "target_field":
+      "numerical"}], "field 'target_field' differs between rows"),
 ])
 def test_bad_prediction_files_end_with_a_clear_message(script, capsys, gold_file, tmp_path, lines, message):
     predictions = write_lines(tmp_path / "p.jsonl", lines)
@@ -102,3 +106,41 @@ def test_missing_files_and_bad_gold_end_with_exit_2(script, capsys, gold_file, t
     code, _, err = run(script, capsys, predictions, "--gold", bad_gold)
     assert code == 2
     assert "bad_gold.json" in err and "record X" in err and "exe_ans" in err
+
+
+def test_non_utf8_line_is_one_clear_message(script, capsys, gold_file, tmp_path):
+    predictions = tmp_path / "p.jsonl"
+    bad_line = b'{"id": "B/2019/page_2.pdf-1", "generation": "caf\xe9"}'
+    predictions.write_bytes(b'{"id": "A/2019/page_1.pdf-1", "generation": "add(1, 2)"}\n' + bad_line + b"\n")
+    code, _, err = run(script, capsys, predictions, "--gold", gold_file)
+    assert code == 2
+    column = bad_line.index(b"\xe9") + 1
+    assert err.strip().splitlines() == [f"error: {predictions}: line 2: not UTF-8 (byte 0xe9 at column {column})"]
+
+
+def test_the_driver_format_is_read_and_duplicate_ids_are_scored_and_counted(script, capsys, gold_file, tmp_path):
+    a = {"id": "A/2019/page_1.pdf-1", "generation": "subtract(1200, 1000), divide(#0, 1000)"}
+    predictions = write_lines(tmp_path / "p.jsonl", [a, {"id": "B/2019/page_2.pdf-1", "generation": "add(1, 2)"},
+                                                     a, a])
+    code, summary, err = run(script, capsys, predictions, "--gold", gold_file)
+    assert code == 0 and summary["prediction_field"] == "generation"
+    assert (summary["n"], summary["execution_correct"], summary["n_duplicate_ids"]) == (4, 3, 2)
+    assert "2 line(s) repeat an earlier line's id" in err
+
+
+def test_the_gold_defaults_to_the_run_folders_test_file(script, capsys, gold_file, tmp_path, monkeypatch):
+    folder = tmp_path / "__output__" / "run"
+    folder.mkdir(parents=True)
+    (folder / "args.json").write_text(json.dumps({"test_file": gold_file.name}))  # relative to the run's cwd
+    predictions = write_lines(folder / "test_predictions.jsonl",
+                              [{"id": "C/2019/page_3.pdf-1", "generation": "yes", "target_field": "answer"}])
+    monkeypatch.chdir(folder)  # not where the run started: found from the folder above __output__
+    code, summary, _ = run(script, capsys, predictions)
+    assert code == 0 and summary["gold_file"].endswith("gold.json")
+    assert (summary["target_field"], summary["answer_correct_strict"]) == ("answer", 1)
+    (folder / "args.json").write_text(json.dumps({"test_file": "elsewhere.json"}))
+    code, _, err = run(script, capsys, predictions)
+    assert code == 2 and "test_file elsewhere.json is not found from here: pass --gold" in err
+    outside = write_lines(tmp_path / "p.jsonl", [{"id": "C/2019/page_3.pdf-1", "generation": "yes"}])
+    code, _, err = run(script, capsys, outside)
+    assert code == 2 and "no run folder args.json with a test_file beside it: pass --gold" in err

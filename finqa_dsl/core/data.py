@@ -65,6 +65,8 @@ def read_records(path: str | os.PathLike) -> list[Any]:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as error:
         raise DatasetError(f"{path}: not UTF-8 text ({error})") from None
+    if not text.strip():
+        raise DatasetError(f"{path}: empty file (expected FinQA records: a JSON list, or JSON lines)")
     if path.suffix == ".jsonl":
         records = []
         for number, line in enumerate(text.splitlines(), start=1):

@@ -17,3 +17,7 @@ class DatasetError(ValueError):
         """``"<file>: record <id or #index>: field '<name>': <expected>"`` (file left out when unknown)."""
         prefix = f"{path}: " if path else ""
         return cls(f"{prefix}record {record}: field '{name}': {expected}")
+
+
+class CorruptFileError(UsageError):
+    """A file the run reads back (e.g. a resumed predictions file) with a line that cannot be parsed."""

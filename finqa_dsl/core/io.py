@@ -9,6 +9,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from finqa_dsl.core.errors import CorruptFileError
+
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` via a temporary file and an atomic rename (mode as umask allows)."""
@@ -51,13 +53,14 @@ def atomic_write_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> None:
 class JsonlAppender:
     """Append JSON lines one at a time, flushed and fsynced, so a crash keeps every finished line.
 
-    A torn last line left by an earlier crash is cut off before appending.
+    An earlier crash may have left the last line without its newline: a complete line (valid JSON) gets its
+    newline back, a torn one is cut off, before appending.
     """
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        _drop_torn_last_line(self.path)
+        _mend_last_line(self.path)
         self._handle = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 (held open until close())
 
     def write(self, row: dict) -> None:
@@ -75,29 +78,61 @@ class JsonlAppender:
         self.close()
 
 
-def _drop_torn_last_line(path: Path) -> None:
+def _mend_last_line(path: Path) -> None:
     if not path.exists():
         return
     data = path.read_bytes()
-    if data and not data.endswith(b"\n"):
-        with open(path, "r+b") as handle:
-            handle.truncate(data.rfind(b"\n") + 1)
+    if not data or data.endswith(b"\n"):
+        return
+    start = data.rfind(b"\n") + 1
+    with open(path, "r+b") as handle:
+        if _is_json(data[start:]):
+            handle.seek(len(data))
+            handle.write(b"\n")
+        else:
+            handle.truncate(start)
 
 
-def read_jsonl_tolerant(path: str | os.PathLike) -> list[dict]:
-    """Read JSON lines, ignoring a final line that a crash left incomplete."""
+def _is_json(line: bytes) -> bool:
+    try:
+        json.loads(line.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return True
+
+
+def read_jsonl_lines(path: str | os.PathLike, *, torn_tail_ok: bool = False) -> list[tuple[int, Any]]:
+    """``(line number, value)`` for every non-blank line of ``path``.
+
+    A line that is not UTF-8 or not JSON raises :class:`CorruptFileError` naming the file and line, except,
+    with ``torn_tail_ok``, a last line without its newline (a write a crash interrupted), which is skipped.
+    """
     path = Path(path)
-    if not path.exists():
-        return []
-    rows = []
-    lines = path.read_text(encoding="utf-8").splitlines()
+    data = path.read_bytes()
+    lines = data.split(b"\n")
+    values = []
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            if number == len(lines):
+            values.append((number, json.loads(line.decode("utf-8"))))
+        except UnicodeDecodeError as error:
+            if torn_tail_ok and number == len(lines):
                 break
-            raise ValueError(f"{path}: line {number} is not valid JSON") from None
-    return rows
+            raise CorruptFileError(f"{path}: line {number}: not UTF-8 (byte {line[error.start]:#04x} at column "
+                                   f"{error.start + 1})") from None
+        except json.JSONDecodeError as error:
+            if torn_tail_ok and number == len(lines):
+                break
+            raise CorruptFileError(f"{path}: line {number}: invalid JSON at column {error.colno} ({error.msg})"
+                                   ) from None
+    return values
+
+
+def read_jsonl_tolerant(path: str | os.PathLike) -> list[dict]:
+    """The JSON lines of ``path`` ([] when it does not exist), skipping a last line that a crash left torn
+    (see :func:`read_jsonl_lines`); any other bad line raises :class:`CorruptFileError`."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    return [value for _, value in read_jsonl_lines(path, torn_tail_ok=True)]

@@ -1,5 +1,6 @@
 """Score predictions against FinQA gold: official execution/program accuracy, strict and tolerant answer
-matches, latency statistics. Every metric and per-row field name is defined here, once."""
+matches, latency statistics, inference totals. Every metric and per-row score field name is defined here,
+once (the other keys of a predictions row: :mod:`finqa_dsl.core.prediction_rows`)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from finqa_dsl.core import prediction_rows as row_keys
 from finqa_dsl.core.data import Example
 from finqa_dsl.core.dsl import NO, YES, Reason, clean_generation, execute, programs_equivalent, tokenize
 from finqa_dsl.core.prompts import TARGET_FIELDS
@@ -19,7 +21,8 @@ from finqa_dsl.core.prompts import TARGET_FIELDS
 N = "n"
 N_LEFT_OUT = "n_left_out"  # predictions whose id is not in the gold file
 N_MISSING_GOLD = "n_missing_gold"  # examples without the gold target (e.g. no qa.answer), not scored
-TARGET_FIELD = "target_field"
+N_DUPLICATE_IDS = "n_duplicate_ids"  # prediction lines repeating an earlier line's id (each is scored)
+TARGET_FIELD = row_keys.TARGET_FIELD
 EXECUTION_CORRECT = "execution_correct"
 PROGRAM_CORRECT = "program_correct"
 EXECUTION_ACCURACY = "execution_accuracy"
@@ -36,11 +39,20 @@ PREDICTED_VALUE = "predicted_value"
 FAILURE_REASON = "failure_reason"  # why a prediction is scored wrong (None when it is right)
 WRONG_VALUE = "wrong_value"  # a failure reason: the prediction ran or parsed, but its value is wrong
 UNPARSEABLE = "unparseable"  # a failure reason: the answer is neither a number nor yes/no
-# The metrics that compare runs at a glance (scripts/compare_runs.py).
-HEADLINE_METRICS = (N, EXECUTION_ACCURACY, PROGRAM_ACCURACY, ANSWER_ACCURACY_STRICT, ANSWER_ACCURACY_TOLERANT,
-                    "inference_latency_ms_avg", "inference_total_seconds")
 # Latency statistics keys (milliseconds).
 LATENCY_KEYS = ("avg", "p50", "p90", "p95", "p99", "total")
+LATENCY_METRIC_PREFIX = "inference_latency_ms_"  # + a latency key, over every row of the predictions file
+# Inference totals. Over every row of the predictions file, like N and the latencies, resumed rows included:
+INFERENCE_TOTAL_SECONDS = "inference_total_seconds"  # sum of the rows' batch wall times
+INFERENCE_NEW_TOKENS = "inference_new_tokens"
+INFERENCE_EXAMPLES_RESUMED = "inference_examples_resumed"  # rows an earlier, interrupted run wrote
+# Over what this run generated (the rows not resumed):
+INFERENCE_EXAMPLES_GENERATED = "inference_examples_generated"
+INFERENCE_SESSION_SECONDS = "inference_session_seconds"  # wall clock of this run's generation
+INFERENCE_SESSION_NEW_TOKENS = "inference_session_new_tokens"
+# The metrics that compare runs at a glance (scripts/compare_runs.py).
+HEADLINE_METRICS = (N, EXECUTION_ACCURACY, PROGRAM_ACCURACY, ANSWER_ACCURACY_STRICT, ANSWER_ACCURACY_TOLERANT,
+                    LATENCY_METRIC_PREFIX + "avg", INFERENCE_TOTAL_SECONDS)
 
 TOLERANT_REL_TOL = 1e-3
 TOLERANT_ABS_TOL = 1e-9
@@ -131,6 +143,15 @@ def score_prediction(prediction: str, example: Example, target_field: str) -> di
     return {**row, FAILURE_REASON: failed}
 
 
+def prediction_row_fields(generation: str, example: Example, target_field: str, target: str) -> dict[str, Any]:
+    """What the driver adds to a predictions row: the target field, the parsed prediction, the gold and the
+    scores of :func:`score_prediction`. ``target`` is the gold text the model is taught to write."""
+    parsed = clean_generation(generation) if target_field == "program" else generation.strip()
+    return {row_keys.TARGET_FIELD: target_field, row_keys.PARSED_PREDICTION: parsed, row_keys.TARGET: target,
+            row_keys.GOLD_PROGRAM: example.program, row_keys.GOLD_EXE_ANS: example.exe_ans,
+            row_keys.GOLD_ANSWER: example.answer, **score_prediction(generation, example, target_field)}
+
+
 def gold_target(example: Example, target_field: str) -> float | str | None:
     """The gold value a ``numerical`` / ``answer`` prediction is compared with (None when absent)."""
     return example.exe_ans if target_field == "numerical" else example.answer
@@ -162,12 +183,15 @@ def score_predictions(predictions: Iterable[tuple[str, str]], examples: Iterable
     """Join ``(id, prediction text)`` pairs to gold examples by id, score and summarize them.
 
     Ids absent from the gold are left out and counted (``n_left_out``), as are examples without the gold
-    target (``n_missing_gold``). Every joined prediction counts, duplicates included, as official does.
+    target (``n_missing_gold``). Every joined prediction counts, duplicates included, as official does;
+    ``n_duplicate_ids`` says how many predictions repeat an earlier one's id.
     """
     _check_target_field(target_field)
     by_id = {example.id: example for example in examples}
-    rows, left_out, missing_gold = [], 0, 0
+    rows, left_out, missing_gold, seen, duplicates = [], 0, 0, set(), 0
     for example_id, prediction in predictions:
+        duplicates += example_id in seen
+        seen.add(example_id)
         example = by_id.get(example_id)
         if example is None:
             left_out += 1
@@ -175,7 +199,8 @@ def score_predictions(predictions: Iterable[tuple[str, str]], examples: Iterable
             missing_gold += 1
         else:
             rows.append(score_prediction(prediction, example, target_field))
-    return {**summarize(rows, target_field), N_LEFT_OUT: left_out, N_MISSING_GOLD: missing_gold}
+    return {**summarize(rows, target_field), N_LEFT_OUT: left_out, N_MISSING_GOLD: missing_gold,
+            N_DUPLICATE_IDS: duplicates}
 
 
 def latency_stats(latencies_ms: Sequence[float]) -> dict[str, float | None]:
@@ -186,6 +211,27 @@ def latency_stats(latencies_ms: Sequence[float]) -> dict[str, float | None]:
     p50, p90, p95, p99 = np.percentile(values, [50, 90, 95, 99])
     return {"avg": float(values.mean()), "p50": float(p50), "p90": float(p90), "p95": float(p95),
             "p99": float(p99), "total": float(values.sum())}
+
+
+def inference_totals(rows: Sequence[Mapping[str, Any]], *, generated: int, session_seconds: float,
+                     session_new_tokens: int) -> dict[str, Any]:
+    """Latency statistics and inference totals over every predictions row (resumed ones included), beside
+    what this run generated (``generated`` rows in ``session_seconds``, ``session_new_tokens``).
+
+    A row's ``latency_ms`` is the wall time of the batch it was generated in, shared by its ``batch_size``
+    members, so the rows' batch wall times add up to ``sum(latency_ms / batch_size)``.
+    """
+    latencies = [row[row_keys.LATENCY_MS] for row in rows]
+    stats = latency_stats(latencies)
+    return {
+        **{LATENCY_METRIC_PREFIX + key: value for key, value in stats.items() if key != "total"},
+        INFERENCE_TOTAL_SECONDS: sum(row[row_keys.LATENCY_MS] / row[row_keys.BATCH_SIZE] for row in rows) / 1000,
+        INFERENCE_NEW_TOKENS: sum(row[row_keys.NEW_TOKENS] for row in rows),
+        INFERENCE_EXAMPLES_RESUMED: len(rows) - generated,
+        INFERENCE_EXAMPLES_GENERATED: generated,
+        INFERENCE_SESSION_SECONDS: session_seconds,
+        INFERENCE_SESSION_NEW_TOKENS: session_new_tokens,
+    }
 
 
 def _check_target_field(target_field: str) -> None:

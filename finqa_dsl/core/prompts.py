@@ -185,6 +185,8 @@ def build_prompt_records(
     that cannot fit is kept at its shortest and counted as over-length."""
     if max_prompt_tokens is not None and tokenizer is None:
         raise ValueError("max_prompt_tokens needs a tokenizer to count prompt tokens")
+    if max_prompt_tokens is not None and max_prompt_tokens < 1:
+        raise ValueError(f"max_prompt_tokens must be >= 1, got {max_prompt_tokens}")
     shots = [exemplar(example, target_field, context_config) for example in few_shot]
 
     def prompt_for(example: Example, context: Context) -> str:

@@ -116,6 +116,10 @@ def validate(model: ModelArguments, data: DataArguments, generation: GenerationA
         raise UsageError("--generation_num_beams and --generation_max_new_tokens must be >= 1.")
     if generation.inference_batch_size < 1:
         raise UsageError("--inference_batch_size must be >= 1.")
+    if model.max_seq_length <= generation.generation_max_new_tokens:
+        raise UsageError(f"--max_seq_length {model.max_seq_length} leaves no room for a prompt: it must exceed "
+                         f"--generation_max_new_tokens {generation.generation_max_new_tokens} (the prompt gets "
+                         "the difference).")
     if not generation.generation_do_sample and (
         generation.generation_temperature != 1.0 or generation.generation_top_p != 1.0
     ):

@@ -9,12 +9,12 @@ import os
 from pathlib import Path
 from typing import Any
 
+from finqa_dsl.core import prediction_rows as row_keys
 from finqa_dsl.core.context import ContextConfig
-from finqa_dsl.core.data import Example, load_examples
-from finqa_dsl.core.dsl import clean_generation
+from finqa_dsl.core.data import Example
 from finqa_dsl.core.io import atomic_write_json, atomic_write_jsonl, read_jsonl_tolerant
-from finqa_dsl.core.metrics import latency_stats, score_prediction, summarize
-from finqa_dsl.core.prompts import build_prompt_records, select_few_shot
+from finqa_dsl.core.metrics import inference_totals, prediction_row_fields, summarize
+from finqa_dsl.core.prompts import build_prompt_records
 from finqa_dsl.driver.arguments import (
     OUTPUT_ROOT,
     DataArguments,
@@ -23,6 +23,9 @@ from finqa_dsl.driver.arguments import (
     RunArguments,
     validate,
 )
+from finqa_dsl.driver.inputs import check_prompts_fit, load_splits
+from finqa_dsl.inference.predictions_file import finished_rows
+from finqa_dsl.models.source import check_model_source
 from finqa_dsl.runs import files as run_files
 from finqa_dsl.runs.folder import resolve_run_folder
 from finqa_dsl.runs.plots import plot_latency_histogram, plot_loss_curves
@@ -37,8 +40,11 @@ def run(model_args: ModelArguments, data_args: DataArguments, gen_args: Generati
         run_args: RunArguments, training_args) -> Path:
     """Execute the run that the parsed command line describes; return its run folder.
 
-    Under several processes every process calls it: the main process chooses the run folder and writes every run
-    file; test inference is split across the processes (:mod:`finqa_dsl.inference.distributed`)."""
+    Flags, dataset files, the model source, the prompts and a resumed predictions file are all checked before
+    the run folder is made and before any model loads. Under several processes every process calls it: the main
+    process chooses the run folder and writes every run file; test inference is split across the processes
+    (:mod:`finqa_dsl.inference.distributed`).
+    """
     validate(model_args, data_args, gen_args, run_args, training_args)
     state = process_state(training_args)
     main = state.is_main_process
@@ -53,13 +59,45 @@ def run(model_args: ModelArguments, data_args: DataArguments, gen_args: Generati
     check_precision(bf16=training_args.bf16, fp16=training_args.fp16, torch_dtype=model_args.torch_dtype,
                     compute_dtype=model_args.bnb_4bit_compute_dtype if model_args.peft == "qlora" else None)
 
+    context_config = ContextConfig(
+        input_mode=data_args.input_mode,
+        text_distractors=data_args.noisy_text_distractors,
+        table_distractors=data_args.noisy_table_distractors,
+        seed=data_args.noisy_context_seed,
+    )
+    splits = load_splits(data_args, context_config, do_train=training_args.do_train, do_eval=training_args.do_eval,
+                         do_test=run_args.do_test)
     model_name = resolve_model_name(model_args.model_name)
+    check_model_source(model_name)
+    tokenizer = load_tokenizer(model_name)
+
+    def records_for(examples: list[Example] | None, flag: str, path: str):
+        if examples is None:
+            return None
+        records, stats = build_prompt_records(
+            examples, target_field=data_args.target_field, context_config=context_config,
+            tokenizer=tokenizer, max_prompt_tokens=model_args.max_seq_length - gen_args.generation_max_new_tokens,
+            few_shot=splits.few_shot, instruction=data_args.task_instruction or None,
+        )
+        check_prompts_fit(records, stats, flag, path,
+                          max_seq_length=model_args.max_seq_length, max_new_tokens=gen_args.generation_max_new_tokens)
+        return examples, records, stats
+
+    train = records_for(splits.train, "--train_file", data_args.train_file)
+    evaluation = records_for(splits.eval, "--eval_file", data_args.eval_file)
+    test = records_for(splits.test, "--test_file", data_args.test_file)
+
     all_args = {**_flat_args(model_args, data_args, gen_args, run_args, training_args),
                 "resolved_model_name": str(model_name)}
     name = run_args.output_folder or default_folder_name(model_name, data_args)
 
     def create_run_folder() -> Path:
         folder = resolve_run_folder(OUTPUT_ROOT, name, all_args)
+        if test is not None:
+            resumed = finished_rows(folder / run_files.TEST_PREDICTIONS, {record.id for record in test[1]})
+            if resumed:
+                logger.info("Resuming test inference: %d of %d examples already in %s", len(resumed), len(test[1]),
+                            folder / run_files.TEST_PREDICTIONS)
         folder.mkdir(parents=True, exist_ok=True)
         atomic_write_json(folder / run_files.ARGS, {**all_args, "resolved_output_dir": str(folder)})
         return folder
@@ -68,25 +106,6 @@ def run(model_args: ModelArguments, data_args: DataArguments, gen_args: Generati
     logger.info("Run folder: %s", folder)
     _configure_training_output(training_args, folder, run_args)
 
-    tokenizer = load_tokenizer(model_name)
-    context_config = ContextConfig(
-        input_mode=data_args.input_mode,
-        text_distractors=data_args.noisy_text_distractors,
-        table_distractors=data_args.noisy_table_distractors,
-        seed=data_args.noisy_context_seed,
-    )
-    few_shot = _few_shot_examples(data_args, context_config)
-
-    def records_for(path: str, limit: int, max_prompt_tokens: int | None):
-        examples = _first(load_examples(path), limit)
-        records, stats = build_prompt_records(
-            examples, target_field=data_args.target_field, context_config=context_config,
-            tokenizer=tokenizer, max_prompt_tokens=max_prompt_tokens, few_shot=few_shot,
-            instruction=data_args.task_instruction or None,
-        )
-        return examples, records, stats
-
-    prompt_budget = model_args.max_seq_length - gen_args.generation_max_new_tokens
     timing = Timing()
     model = load_model(
         model_name, peft=model_args.peft if training_args.do_train else "none",
@@ -104,10 +123,6 @@ def run(model_args: ModelArguments, data_args: DataArguments, gen_args: Generati
     if training_args.do_train or training_args.do_eval:
         from finqa_dsl.training.trainer import train_and_evaluate
 
-        train = records_for(data_args.train_file, data_args.max_train_samples, prompt_budget) \
-            if training_args.do_train else None
-        evaluation = records_for(data_args.eval_file, data_args.max_eval_samples, prompt_budget) \
-            if training_args.do_eval else None
         results = train_and_evaluate(
             model, tokenizer, training_args, folder, timing,
             train_records=train and train[1], eval_records=evaluation and evaluation[1],
@@ -120,8 +135,8 @@ def run(model_args: ModelArguments, data_args: DataArguments, gen_args: Generati
                 "eval_prompt_truncation": evaluation and evaluation[2].as_dict(),
             })
             plot_loss_curves(folder)
-    if run_args.do_test:
-        examples, records, truncation = records_for(data_args.test_file, data_args.max_test_samples, prompt_budget)
+    if test is not None:
+        examples, records, truncation = test
         model = prepare_for_inference(model)
         with timing.phase("test_inference"):
             generation_stats = _generate_test_predictions(model, tokenizer, examples, records, gen_args,
@@ -164,17 +179,6 @@ def _configure_training_output(training_args, folder: Path, run_args: RunArgumen
         training_args.run_name = run_args.wandb_run_name or folder.name
 
 
-def _first(examples: list[Example], limit: int) -> list[Example]:
-    return examples[:limit] if limit else examples
-
-
-def _few_shot_examples(data_args: DataArguments, context_config: ContextConfig) -> list[Example]:
-    if not data_args.few_shot_k:
-        return []
-    return select_few_shot(load_examples(data_args.train_file), data_args.few_shot_k,
-                           target_field=data_args.target_field, context_config=context_config)
-
-
 def _generate_test_predictions(model, tokenizer, examples, records, gen_args: GenerationArguments,
                                target_field: str, folder: Path, state):
     from finqa_dsl.inference.backend import GenerationSettings
@@ -184,11 +188,7 @@ def _generate_test_predictions(model, tokenizer, examples, records, gen_args: Ge
     by_id = {example.id: example for example in examples}
 
     def score(record, generation: str) -> dict[str, Any]:
-        example = by_id[record.id]
-        parsed = clean_generation(generation) if target_field == "program" else generation.strip()
-        return {"parsed_prediction": parsed, "target": record.target, "gold_program": example.program,
-                "gold_exe_ans": example.exe_ans, "gold_answer": example.answer,
-                **score_prediction(generation, example, target_field)}
+        return prediction_row_fields(generation, by_id[record.id], target_field, record.target)
 
     settings = GenerationSettings(
         max_new_tokens=gen_args.generation_max_new_tokens, num_beams=gen_args.generation_num_beams,
@@ -204,24 +204,21 @@ def _write_test_metrics(folder: Path, data_args: DataArguments, gen_args: Genera
                         generation_stats, truncation, timing: Timing) -> tuple[dict[str, Any], list[float]]:
     """Write test_metrics.json, the latency file and histogram; return the metrics and the latencies."""
     rows = read_jsonl_tolerant(folder / run_files.TEST_PREDICTIONS)
-    latencies = [row["latency_ms"] for row in rows]
-    latency_mode = rows[0]["latency_mode"] if rows else "per_example"
+    latencies = [row[row_keys.LATENCY_MS] for row in rows]
+    latency_mode = rows[0][row_keys.LATENCY_MODE] if rows else "per_example"
     atomic_write_jsonl(folder / run_files.TEST_LATENCIES,
-                       ({"id": row["id"], "latency_ms": row["latency_ms"]} for row in rows))
-    stats = latency_stats(latencies)
+                       ({row_keys.ID: row[row_keys.ID], row_keys.LATENCY_MS: row[row_keys.LATENCY_MS]} for row in rows))
     metrics: dict[str, Any] = {
         **summarize(rows, data_args.target_field),
-        "inference_total_seconds": timing.values["test_inference_duration_seconds"],
-        **{f"inference_latency_ms_{key}": value for key, value in stats.items() if key != "total"},
+        **inference_totals(rows, generated=generation_stats.generated,
+                           session_seconds=timing.values["test_inference_duration_seconds"],
+                           session_new_tokens=generation_stats.new_tokens),
         "inference_latency_mode": latency_mode,
         "inference_batch_size": gen_args.inference_batch_size,
-        "inference_examples_resumed": generation_stats.skipped,
-        "inference_new_tokens": generation_stats.new_tokens,
         "latency_file": str(folder / run_files.TEST_LATENCIES),
         "output_jsonl": str(folder / run_files.TEST_PREDICTIONS),
         "prompts_truncated": truncation.truncated,
         "prompts_over_length": truncation.over_length,
-        "target_field": data_args.target_field,
         "input_mode": data_args.input_mode,
         "test_file": data_args.test_file,
         **{k: v for k, v in dataclasses.asdict(gen_args).items() if k.startswith("generation_")},

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from finqa_dsl.core import prediction_rows as row_keys
 from finqa_dsl.core.io import JsonlAppender, atomic_write_jsonl, read_jsonl_tolerant
+from finqa_dsl.core.prediction_rows import PredictionFileError, read_prediction_rows
 from finqa_dsl.inference.backend import Backend, GenerationSettings
 
 
@@ -21,8 +23,26 @@ from finqa_dsl.inference.backend import Backend, GenerationSettings
 class GenerationStats:
     generated: int
     skipped: int  # already in the output file or its shards, from an earlier, interrupted run
-    seconds: float
-    new_tokens: int
+    seconds: float  # wall clock of this call, for the generated examples only
+    new_tokens: int  # of the generated examples only
+
+
+def finished_rows(path: str | os.PathLike, ids: Collection[str]) -> list[dict[str, Any]]:
+    """The rows an earlier, interrupted run left in ``path`` and its shards ([] when there are none), checked
+    before any model loads: every line but a torn last one must be a predictions row, and of one of ``ids`` (the
+    examples of this run), else :class:`PredictionFileError` names the file and line."""
+    rows = []
+    for file in (Path(path), *_shards(path)):
+        if file.exists():
+            rows += read_prediction_rows(file, row_keys.GENERATION, torn_tail_ok=True)[0]
+    foreign = [row[row_keys.ID] for row in rows if row[row_keys.ID] not in ids]
+    if foreign:
+        raise PredictionFileError(
+            f"{path}: {len(foreign)} row(s) of examples this run does not have (first: id {foreign[0]}): the file "
+            "belongs to another test set; move it away or choose another --output_folder"
+        )
+    return rows
+
 
 def generate_to_file(backend: Backend, records: Sequence, path: str | os.PathLike, *,
                      settings: GenerationSettings,
@@ -30,19 +50,18 @@ def generate_to_file(backend: Backend, records: Sequence, path: str | os.PathLik
                      rank: int = 0, world_size: int = 1) -> GenerationStats:
     """Generate with ``backend`` for the records whose id is not yet in ``path`` or its shards and append one JSON
     line per finished example: ``id, question, prompt, generation, new_tokens, latency_ms, latency_mode,
-    batch_size``, plus what ``annotate(record, generation_text)`` returns (the driver's executed value and
-    scores). Every line is flushed as it is written, so an interrupted run loses nothing written and a rerun
-    skips those ids. Process ``rank`` of ``world_size`` passes its share of the records and writes to
-    :func:`shard_path`."""
+    batch_size``, plus what ``annotate(record, generation_text)`` returns (the driver's target field and scores).
+    Every line is flushed as it is written, so an interrupted run loses nothing written and a rerun skips those
+    ids. Process ``rank`` of ``world_size`` passes its share of the records and writes to :func:`shard_path`."""
     done = finished_ids(path)
     todo = [record for record in records if record.id not in done]
     began, new_tokens = time.perf_counter(), 0
     with JsonlAppender(shard_path(path, rank, world_size)) as appender:
         for record, generation in backend(todo, settings):
-            row = {"id": record.id, "question": record.question, "prompt": record.prompt,
-                   "generation": generation.text, "new_tokens": generation.new_tokens,
-                   "latency_ms": generation.latency_ms, "latency_mode": generation.latency_mode,
-                   "batch_size": generation.batch_size}
+            row = {row_keys.ID: record.id, row_keys.QUESTION: record.question, row_keys.PROMPT: record.prompt,
+                   row_keys.GENERATION: generation.text, row_keys.NEW_TOKENS: generation.new_tokens,
+                   row_keys.LATENCY_MS: generation.latency_ms, row_keys.LATENCY_MODE: generation.latency_mode,
+                   row_keys.BATCH_SIZE: generation.batch_size}
             if annotate is not None:
                 row.update(annotate(record, generation.text))
             appender.write(row)
@@ -61,7 +80,7 @@ def shard_path(path: str | os.PathLike, rank: int, world_size: int) -> Path:
 def finished_ids(path: str | os.PathLike) -> set[str]:
     """Ids predicted in ``path`` or in any shard beside it (left by this run or an interrupted one, whatever
     its number of processes)."""
-    return {row["id"] for file in (Path(path), *_shards(path)) for row in read_jsonl_tolerant(file)}
+    return {row[row_keys.ID] for file in (Path(path), *_shards(path)) for row in read_jsonl_tolerant(file)}
 
 
 def merge_shards(path: str | os.PathLike, records: Sequence) -> None:
@@ -72,7 +91,7 @@ def merge_shards(path: str | os.PathLike, records: Sequence) -> None:
     by_id: dict[str, dict] = {}
     for file in (path, *shards):
         for row in read_jsonl_tolerant(file):
-            by_id.setdefault(row["id"], row)
+            by_id.setdefault(row[row_keys.ID], row)
     atomic_write_jsonl(path, (by_id[record.id] for record in records if record.id in by_id))
     for shard in shards:
         shard.unlink()

@@ -9,10 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from finqa_dsl.core import prediction_rows as row_keys
 from finqa_dsl.core.context import ContextConfig
 from finqa_dsl.core.data import Example
 from finqa_dsl.core.dsl import clean_generation, execute, tokenize
-from finqa_dsl.core.metrics import score_prediction
+from finqa_dsl.core.metrics import EXECUTED_VALUE, EXECUTION_ERROR, score_prediction
 from finqa_dsl.core.prompts import build_messages, build_prompt_records, render_prompt
 from finqa_dsl.inference.backend import GenerationSettings
 from finqa_dsl.inference.hf import generate
@@ -40,13 +41,13 @@ def answer(model, tokenizer, prompt: Prompt, settings: GenerationSettings, targe
            example: Example | None) -> dict[str, Any]:
     """One greedy generation for ``prompt``, parsed, executed (programs) and scored against ``example``."""
     (_, generation), = generate(model, tokenizer, [prompt], settings)
-    row: dict[str, Any] = {"generation": generation.text, "new_tokens": generation.new_tokens,
-                           "latency_ms": round(generation.latency_ms, 1)}
+    row: dict[str, Any] = {row_keys.GENERATION: generation.text, row_keys.NEW_TOKENS: generation.new_tokens,
+                           row_keys.LATENCY_MS: round(generation.latency_ms, 1)}
     if example is not None:
         row.update(score_prediction(generation.text, example, target_field))
     elif target_field == "program":
         execution = execute(tokenize(clean_generation(generation.text)), ())
-        row.update({"executed_value": execution.value, "execution_error": execution.reason})
+        row.update({EXECUTED_VALUE: execution.value, EXECUTION_ERROR: execution.reason})
     return row
 
 
@@ -74,10 +75,11 @@ def compare(finetuned: str, base: str | None, *, example: Example | None, questi
         base_tokenizer = load_tokenizer(base)
         base_row = answer(load_model(base), base_tokenizer, prompt_with(base_tokenizer), settings, target_field,
                           example)
-    result = {"id": prompt.id, "question": prompt.question, "prompt": prompt.prompt, "target_field": target_field,
+    result = {row_keys.ID: prompt.id, row_keys.QUESTION: prompt.question, row_keys.PROMPT: prompt.prompt,
+              row_keys.TARGET_FIELD: target_field,
               "base_model": base, "finetuned_model": finetuned, "base": base_row,
               "finetuned": answer(tuned_model, tokenizer, prompt, settings, target_field, example)}
     if example is not None:
-        result.update({"gold_program": example.program, "gold_exe_ans": example.exe_ans,
-                       "gold_answer": example.answer})
+        result.update({row_keys.GOLD_PROGRAM: example.program, row_keys.GOLD_EXE_ANS: example.exe_ans,
+                       row_keys.GOLD_ANSWER: example.answer})
     return result

@@ -8,7 +8,6 @@ dataclasses onto them and calls :func:`check_precision` before loading anything.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -21,10 +20,10 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, BitsAn
 from finqa_dsl.core.errors import UsageError
 from finqa_dsl.models.default_model import default_model_path
 from finqa_dsl.models.options import BNB_QUANT_TYPES, DTYPES, PEFT_MODES
+from finqa_dsl.models.source import ADAPTER_CONFIG, adapter_base, is_adapter_dir  # noqa: F401 (ADAPTER_CONFIG: API)
 
 logger = logging.getLogger(__name__)
 
-ADAPTER_CONFIG = "adapter_config.json"
 TOKENIZER_CONFIG = "tokenizer_config.json"
 ALL_LINEAR = "all-linear"
 # transformers recommends training Gemma-3 with eager attention; every other family gets sdpa.
@@ -189,19 +188,6 @@ def _check_bitsandbytes() -> None:
     if not torch.cuda.is_available() and Version(bitsandbytes.__version__) < MIN_BITSANDBYTES_FOR_CPU_4BIT:
         raise UsageError(f"--peft qlora on CPU needs bitsandbytes >= {MIN_BITSANDBYTES_FOR_CPU_4BIT} (found "
                          f"{bitsandbytes.__version__}): pip install -U bitsandbytes, or use --peft lora.")
-
-
-def is_adapter_dir(name_or_path: str) -> bool:
-    return (Path(name_or_path) / ADAPTER_CONFIG).is_file()
-
-
-def adapter_base(adapter_dir: str) -> str:
-    path = Path(adapter_dir) / ADAPTER_CONFIG
-    base = json.loads(path.read_text(encoding="utf-8")).get("base_model_name_or_path")
-    if not base:
-        raise UsageError(f"{path}: field 'base_model_name_or_path' is empty; it must name the adapter's "
-                         "base model.")
-    return base
 
 
 def _tokenizer_source(name_or_path: str) -> str:

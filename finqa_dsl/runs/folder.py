@@ -17,15 +17,23 @@ def resolve_run_folder(root: Path, name: str, args: dict[str, Any]) -> Path:
     """Pick the folder of this run under ``root``.
 
     A finished run (it wrote ``timing.json``) is never overwritten: the new run gets ``name--2``, ``--3``...
-    An unfinished folder whose ``args.json`` matches ``args`` is reused, so an interrupted run resumes there.
+    An unfinished folder whose ``args.json`` matches ``args`` is reused, so an interrupted run resumes there;
+    so is a folder holding nothing but ``args.json`` (a run that failed before any result), whatever its args.
     """
     candidate, suffix = root / name, 1
     while candidate.exists():
-        if not (candidate / run_files.TIMING).exists() and _same_args(candidate / run_files.ARGS, args):
+        if not _holds_results(candidate) or (
+            not (candidate / run_files.TIMING).exists() and _same_args(candidate / run_files.ARGS, args)
+        ):
             return candidate
         suffix += 1
         candidate = root / f"{name}--{suffix}"
     return candidate
+
+
+def _holds_results(folder: Path) -> bool:
+    """Whether ``folder`` holds any file but ``args.json`` (empty folders do not count)."""
+    return any(path.is_file() and path != folder / run_files.ARGS for path in folder.rglob("*"))
 
 
 def _same_args(path: Path, args: dict[str, Any]) -> bool:

@@ -1,0 +1,49 @@
+"""core.io JSON lines after a crash: a complete last line keeps its data, a torn one is cut, a corrupt one is named."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from finqa_dsl.core.errors import CorruptFileError
+from finqa_dsl.core.io import JsonlAppender, read_jsonl_lines, read_jsonl_tolerant
+
+
+def test_a_complete_last_line_without_its_newline_is_kept_and_mended(tmp_path):
+    path = tmp_path / "rows.jsonl"
+    path.write_text('{"id": "a"}\n{"id": "b"}')  # the crash came between the line and its newline
+    assert [row["id"] for row in read_jsonl_tolerant(path)] == ["a", "b"]
+    with JsonlAppender(path) as appender:
+        appender.write({"id": "c"})
+    assert path.read_text() == '{"id": "a"}\n{"id": "b"}\n{"id": "c"}\n'
+
+
+def test_a_torn_last_line_is_skipped_and_cut(tmp_path):
+    path = tmp_path / "rows.jsonl"
+    path.write_bytes(b'{"id": "a"}\n{"id": "b", "text": "caf\xc3')  # torn inside a UTF-8 character
+    assert read_jsonl_tolerant(path) == [{"id": "a"}]
+    with pytest.raises(CorruptFileError, match=r"rows.jsonl: line 2: not UTF-8"):
+        read_jsonl_lines(path)
+    with JsonlAppender(path) as appender:
+        appender.write({"id": "b"})
+    assert [json.loads(line) for line in path.read_text().splitlines()] == [{"id": "a"}, {"id": "b"}]
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (b'{"id": "a"}\n{"id": \n{"id": "c"}\n', r"rows.jsonl: line 2: invalid JSON at column 8 \(Expecting value\)"),
+    (b'{"id": "a"}\n{"id": "b"\n', r"rows.jsonl: line 2: invalid JSON"),  # it has its newline: not torn
+    (b'{"id": "a"}\n{"id": "\xff"}\n{"id": "c"}', r"rows.jsonl: line 2: not UTF-8 \(byte 0xff at column 9\)"),
+])
+def test_a_corrupt_line_that_is_not_a_torn_tail_is_an_error_naming_file_and_line(tmp_path, content, message):
+    path = tmp_path / "rows.jsonl"
+    path.write_bytes(content)
+    with pytest.raises(CorruptFileError, match=message):
+        read_jsonl_tolerant(path)
+
+
+def test_blank_lines_are_skipped_and_line_numbers_kept(tmp_path):
+    path = tmp_path / "rows.jsonl"
+    path.write_text('\n{"id": "a"}\n\n{"id": "b"}\n')
+    assert read_jsonl_lines(path) == [(2, {"id": "a"}), (4, {"id": "b"})]
+    assert read_jsonl_tolerant(tmp_path / "absent.jsonl") == []

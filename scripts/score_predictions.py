@@ -6,16 +6,19 @@ Each line needs ``id`` and the prediction text: ``generation`` (the driver's fil
 field ``--prediction_field`` names. Predictions join the gold by id; ids absent from the gold are left out
 and counted, ids repeated on several lines are each scored (as the official evaluator does) and counted.
 The target is the lines' own ``target_field`` (``--target_field`` overrides it; lines without one are
-programs). The gold defaults to the ``test_file`` of the run folder's ``args.json`` beside the predictions,
-so a run's predictions scored with no flag give its test_metrics.json. Prints one JSON object. A bad file
-ends with one message naming the file, the line or record and the field, and exit code 2.
+programs); code predictions run in the sandbox. The gold defaults to the ``test_file`` of the run folder's
+``args.json`` beside the predictions, so a run's predictions scored with no flag give its test_metrics.json.
+Prints one JSON object. A bad file ends with one message naming the file, the line or record and the field,
+and exit code 2.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
+from functools import partial
 from pathlib import Path
 
 from finqa_dsl.core.data import DatasetError, load_examples
@@ -24,6 +27,8 @@ from finqa_dsl.core.metrics import N_DUPLICATE_IDS, score_predictions
 from finqa_dsl.core.prediction_rows import ID, common_target_field, read_prediction_rows
 from finqa_dsl.core.prompts import TARGET_FIELDS
 from finqa_dsl.runs import files as run_files
+from finqa_dsl.sandbox import Sandbox
+from finqa_dsl.sandbox.generations import execute_generations
 
 USAGE_ERROR = 2
 DEFAULT_TARGET_FIELD = "program"
@@ -69,7 +74,10 @@ def main(argv: list[str] | None = None) -> int:
     except (UsageError, DatasetError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return USAGE_ERROR
-    summary = score_predictions(((row[ID], row[text_field]) for row in rows), examples, target_field)
+    with contextlib.ExitStack() as stack:  # code predictions run in the sandbox, never in this process
+        sandbox = stack.enter_context(Sandbox()) if target_field == "code" else None
+        summary = score_predictions(((row[ID], row[text_field]) for row in rows), examples, target_field,
+                                    run_code=sandbox and partial(execute_generations, sandbox))
     summary.update(predictions_file=str(predictions), gold_file=str(gold), prediction_field=text_field)
     if summary[N_DUPLICATE_IDS]:
         print(f"warning: {predictions}: {summary[N_DUPLICATE_IDS]} line(s) repeat an earlier line's id; each is "

@@ -138,7 +138,7 @@ def test_csv_without_the_columns_or_with_a_short_row_is_named(tmp_path):
     with pytest.raises(DatasetError, match=r"x.csv: missing CSV column\(s\) pre_text, post_text, table, answer"):
         read_csv_records(path)
     path.write_text(",".join(COLUMNS) + "\nA,b,c\n")
-    with pytest.raises(DatasetError, match=r"x.csv: line 2: expected 8 cells"):
+    with pytest.raises(DatasetError, match=r"x.csv: line 2: expected 9 cells"):
         read_csv_records(path)
 
 

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from finqa_dsl.core.data import Example, examples_from_records, load_examples
 from finqa_dsl.core.dsl import OPERATIONS, execute
-from finqa_dsl.distill.gold_transpiler import TranspileError, transpile
+from finqa_dsl.core.gold_transpiler import TranspileError, transpile
 from finqa_dsl.sample.generator import generate_splits
 from finqa_dsl.sandbox import Sandbox
 
@@ -176,7 +176,7 @@ def test_synthetic_examples_of_every_family_reproduce_their_exe_ans():
 
 
 def test_the_distill_modules_import_no_torch_or_transformers():
-    code = ("import sys, finqa_dsl.distill.gold_transpiler, finqa_dsl.core.finqa_csv, scripts.preprocess_finqa\n"
+    code = ("import sys, finqa_dsl.core.gold_transpiler, finqa_dsl.core.finqa_csv, scripts.preprocess_finqa\n"
             "print(sorted({'torch', 'transformers'} & set(sys.modules)))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"

@@ -6,7 +6,8 @@ import pytest
 
 from finqa_dsl.core.context import ContextConfig
 from finqa_dsl.core.data import load_examples
-from finqa_dsl.distill.teacher_prompt import END_PYTHON, HINT, PYTHON, SolvedShot, extract_code, teacher_messages
+from finqa_dsl.core.python_code import extract_code
+from finqa_dsl.distill.teacher_prompt import END_PYTHON, HINT, PYTHON, SolvedShot, teacher_messages
 
 ALL = ContextConfig(input_mode="all")
 

@@ -1,7 +1,8 @@
 r"""FinQA as the second seed's CSV (one row per example): official-format JSON to CSV, and CSV back to examples.
 
 Columns (:data:`COLUMNS`): ``id``, then the seed's ``pre_text, post_text, table, question, answer, program``,
-then ``exe_ans``. Cells are rendered as the seed renders them, made reversible:
+then ``exe_ans`` and ``gold_inds`` (the evidence annotation as JSON, empty when the record has none; optional
+when reading, so the seed's own CSVs load too). Cells are rendered as the seed renders them, made reversible:
 
 * ``pre_text`` / ``post_text``: the sentences, one per line. The seed strips them and drops empty ones; here
   every sentence is kept verbatim, so the ``text_N`` indexes of ``gold_inds`` still point at the same one.
@@ -15,7 +16,7 @@ then ``exe_ans``. Cells are rendered as the seed renders them, made reversible:
   or comma is quoted, a ``"`` in it doubled.
 
 Rows whose question or answer is empty are dropped, and their ids are reported. Read back, a row becomes an
-official-format record (``gold_inds`` absent; ``qa.answer`` is the ``answer`` cell) validated like a JSON
+official-format record (``qa.answer`` is the ``answer`` cell) validated like a JSON
 record. Two edge cases are not reversible: a text list holding one empty sentence reads back as no sentence,
 and a table row without cells (which no table operation can use) as a row with one empty cell.
 """
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 import re
 from collections.abc import Iterable, Sequence
@@ -32,7 +34,8 @@ from typing import Any
 from finqa_dsl.core.dsl import NO, YES
 from finqa_dsl.core.errors import DatasetError
 
-COLUMNS = ("id", "pre_text", "post_text", "table", "question", "answer", "program", "exe_ans")
+COLUMNS = ("id", "pre_text", "post_text", "table", "question", "answer", "program", "exe_ans", "gold_inds")
+REQUIRED_COLUMNS = COLUMNS[:-1]  # a CSV without gold_inds reads as records without evidence
 CELL_SEPARATOR = "|"
 LINE_SEPARATOR = "\n"
 _ESCAPES = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "|": "\\|"}
@@ -121,6 +124,7 @@ def record_row(record: Any, index: int, path: str | os.PathLike) -> dict[str, st
         "answer": exe_ans if exe_ans.strip() else _text(qa.get("answer")),
         "program": _text(qa.get("program")),
         "exe_ans": exe_ans,
+        "gold_inds": "" if qa.get("gold_inds") is None else json.dumps(qa["gold_inds"], ensure_ascii=False),
     }
 
 
@@ -160,7 +164,7 @@ def read_csv_records(path: str | os.PathLike) -> list[dict]:
     """The official-format records of a CSV written by :func:`dumps_csv` (unvalidated)."""
     with open(path, encoding="utf-8", newline="") as handle:
         reader = csv.DictReader(handle)
-        missing = [column for column in COLUMNS if column not in (reader.fieldnames or ())]
+        missing = [column for column in REQUIRED_COLUMNS if column not in (reader.fieldnames or ())]
         if missing:
             raise DatasetError(f"{path}: missing CSV column(s) {', '.join(missing)}; expected {', '.join(COLUMNS)}")
         records = []
@@ -181,8 +185,19 @@ def _record(row: dict[str, str]) -> dict:
         "table": parse_table(row["table"]),
         "id": row["id"],
         "qa": {"question": row["question"], "answer": row["answer"] or None, "program": row["program"],
-               "exe_ans": _exe_ans(row["exe_ans"])},
+               "exe_ans": _exe_ans(row["exe_ans"]), **_gold_inds(row.get("gold_inds"))},
     }
+
+
+def _gold_inds(cell: str | None) -> dict:
+    """``{"gold_inds": ...}`` from the JSON cell ({} when empty or absent); text that is not JSON is kept, so the
+    record validator names the record and the field."""
+    if not cell:
+        return {}
+    try:
+        return {"gold_inds": json.loads(cell)}
+    except json.JSONDecodeError:
+        return {"gold_inds": cell}
 
 
 def _exe_ans(cell: str) -> float | str | None:

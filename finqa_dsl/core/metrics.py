@@ -1,12 +1,13 @@
 """Score predictions against FinQA gold: official execution/program accuracy, strict and tolerant answer
-matches, latency statistics, inference totals. Every metric and per-row score field name is defined here,
+matches, executed Python code (official, tolerant and the second seed's rule), latency statistics, inference
+totals. Every metric and per-row score field name is defined here,
 once (the other keys of a predictions row: :mod:`finqa_dsl.core.prediction_rows`)."""
 
 from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +17,7 @@ from finqa_dsl.core import prediction_rows as row_keys
 from finqa_dsl.core.data import Example
 from finqa_dsl.core.dsl import NO, YES, Reason, clean_generation, execute, programs_equivalent, tokenize
 from finqa_dsl.core.prompts import TARGET_FIELDS
+from finqa_dsl.core.python_code import NO_CODE, CodeExecution, extract_code
 
 # Summary keys.
 N = "n"
@@ -32,9 +34,12 @@ ANSWER_CORRECT_STRICT = "answer_correct_strict"
 ANSWER_CORRECT_TOLERANT = "answer_correct_tolerant"
 ANSWER_ACCURACY_STRICT = "answer_accuracy_strict"
 ANSWER_ACCURACY_TOLERANT = "answer_accuracy_tolerant"
+ANSWER_CORRECT_SEED_RULE = "answer_correct_seed_rule"  # code target: the second seed's own evaluation rule
+ANSWER_ACCURACY_SEED_RULE = "answer_accuracy_seed_rule"
 # Per-prediction fields (besides the *_correct flags above).
 EXECUTED_VALUE = "executed_value"
 EXECUTION_ERROR = "execution_error"
+EXECUTION_DETAIL = "execution_detail"  # code target: the sandbox's detail (exception type, refused operation...)
 PREDICTED_VALUE = "predicted_value"
 FAILURE_REASON = "failure_reason"  # why a prediction is scored wrong (None when it is right)
 WRONG_VALUE = "wrong_value"  # a failure reason: the prediction ran or parsed, but its value is wrong
@@ -56,6 +61,10 @@ HEADLINE_METRICS = (N, EXECUTION_ACCURACY, PROGRAM_ACCURACY, ANSWER_ACCURACY_STR
 
 TOLERANT_REL_TOL = 1e-3
 TOLERANT_ABS_TOL = 1e-9
+SEED_RULE_ABS_TOL = 1e-3
+# The second seed's evaluation also accepts the value divided by these (a result in units vs in thousands...);
+# its teacher filter divides by nothing (1 only).
+SEED_EVAL_DIVISORS = (1, 100, 1_000, 1_000_000, 1_000_000_000)
 
 
 @dataclass(frozen=True)
@@ -130,9 +139,44 @@ def score_answer_prediction(prediction: str, gold: float | str, *,
     return AnswerScore(value=predicted[0], strict=strict, tolerant=tolerant)
 
 
-def score_prediction(prediction: str, example: Example, target_field: str) -> dict[str, Any]:
-    """The per-prediction fields for ``target_field``, JSON-ready (what a predictions row carries)."""
+def seed_rule_match(actual: float | str | None, expected: float | str, *, divisors: Sequence[float] = (1,)) -> bool:
+    """The second seed's comparison: ``|expected - actual / d| < 1e-3`` for a divisor ``d``, else the same text
+    case-insensitively (True/False read as yes/no)."""
+    if actual is None:
+        return False
+    actual_number, expected_number = _plain_number(str(actual)), _plain_number(str(expected))
+    if actual_number is not None and expected_number is not None:
+        return any(abs(expected_number - actual_number / d) < SEED_RULE_ABS_TOL for d in divisors)
+    return _yes_no(str(actual)) == str(expected).strip().lower()
+
+
+def answer_tolerant_match(actual: float | str | None, expected: float | str) -> bool:
+    """The project's tolerant match (:func:`score_answer_prediction`) of an executed value with the gold."""
+    return actual is not None and score_answer_prediction(_yes_no(str(actual)), expected).tolerant
+
+
+def score_code_prediction(execution: CodeExecution, example: Example) -> dict[str, Any]:
+    """The per-prediction fields of a Python-code prediction, from what running its code gave: official execution
+    accuracy (the value rounded to 5 decimals equals ``exe_ans``), the tolerant match and the seed's rule."""
+    reason = NO_CODE if execution.code is None else execution.reason
+    value = execution.value if reason is None else None
+    official = round(value, 5) if isinstance(value, float) else value
+    correct = reason is None and official == example.exe_ans
+    return {EXECUTED_VALUE: _json_value(value), EXECUTION_ERROR: reason, EXECUTION_DETAIL: execution.detail or None,
+            EXECUTION_CORRECT: correct, ANSWER_CORRECT_TOLERANT: answer_tolerant_match(value, example.exe_ans),
+            ANSWER_CORRECT_SEED_RULE: seed_rule_match(value, example.exe_ans, divisors=SEED_EVAL_DIVISORS),
+            FAILURE_REASON: reason or (None if correct else WRONG_VALUE)}
+
+
+def score_prediction(prediction: str, example: Example, target_field: str,
+                     execution: CodeExecution | None = None) -> dict[str, Any]:
+    """The per-prediction fields for ``target_field``, JSON-ready (what a predictions row carries). A ``code``
+    prediction needs the ``execution`` of its code (run in the sandbox by the caller)."""
     _check_target_field(target_field)
+    if target_field == "code":
+        if execution is None:
+            raise ValueError("a code prediction is scored from its execution: run it in the sandbox first")
+        return score_code_prediction(execution, example)
     if target_field == "program":
         row = score_program_prediction(prediction, example).as_row()
         failed = row[EXECUTION_ERROR] or (None if row[EXECUTION_CORRECT] else WRONG_VALUE)
@@ -143,13 +187,15 @@ def score_prediction(prediction: str, example: Example, target_field: str) -> di
     return {**row, FAILURE_REASON: failed}
 
 
-def prediction_row_fields(generation: str, example: Example, target_field: str, target: str) -> dict[str, Any]:
+def prediction_row_fields(generation: str, example: Example, target_field: str, target: str,
+                          execution: CodeExecution | None = None) -> dict[str, Any]:
     """What the driver adds to a predictions row: the target field, the parsed prediction, the gold and the
     scores of :func:`score_prediction`. ``target`` is the gold text the model is taught to write."""
-    parsed = clean_generation(generation) if target_field == "program" else generation.strip()
+    parsed = clean_generation(generation) if target_field == "program" else \
+        extract_code(generation) if target_field == "code" else generation.strip()
     return {row_keys.TARGET_FIELD: target_field, row_keys.PARSED_PREDICTION: parsed, row_keys.TARGET: target,
             row_keys.GOLD_PROGRAM: example.program, row_keys.GOLD_EXE_ANS: example.exe_ans,
-            row_keys.GOLD_ANSWER: example.answer, **score_prediction(generation, example, target_field)}
+            row_keys.GOLD_ANSWER: example.answer, **score_prediction(generation, example, target_field, execution)}
 
 
 def gold_target(example: Example, target_field: str) -> float | str | None:
@@ -166,6 +212,14 @@ def summarize(rows: Iterable[Mapping[str, Any]], target_field: str) -> dict[str,
     _check_target_field(target_field)
     rows = list(rows)
     summary: dict[str, Any] = {TARGET_FIELD: target_field, N: len(rows)}
+    if target_field == "code":
+        executed, tolerant, seed = (_count(rows, key) for key in (EXECUTION_CORRECT, ANSWER_CORRECT_TOLERANT,
+                                                                   ANSWER_CORRECT_SEED_RULE))
+        errors = Counter(row[EXECUTION_ERROR] for row in rows if row[EXECUTION_ERROR] is not None)
+        return {**summary, EXECUTION_CORRECT: executed, EXECUTION_ACCURACY: _ratio(executed, rows),
+                PROGRAM_CORRECT: None, PROGRAM_ACCURACY: None, ANSWER_CORRECT_TOLERANT: tolerant,
+                ANSWER_ACCURACY_TOLERANT: _ratio(tolerant, rows), ANSWER_CORRECT_SEED_RULE: seed,
+                ANSWER_ACCURACY_SEED_RULE: _ratio(seed, rows), EXECUTION_ERRORS: dict(sorted(errors.items()))}
     if target_field == "program":
         executed, equivalent = _count(rows, EXECUTION_CORRECT), _count(rows, PROGRAM_CORRECT)
         errors = Counter(row[EXECUTION_ERROR] for row in rows if row[EXECUTION_ERROR] is not None)
@@ -179,26 +233,34 @@ def summarize(rows: Iterable[Mapping[str, Any]], target_field: str) -> dict[str,
 
 
 def score_predictions(predictions: Iterable[tuple[str, str]], examples: Iterable[Example],
-                      target_field: str) -> dict[str, Any]:
+                      target_field: str,
+                      run_code: Callable[[list[str]], list[CodeExecution]] | None = None) -> dict[str, Any]:
     """Join ``(id, prediction text)`` pairs to gold examples by id, score and summarize them.
 
     Ids absent from the gold are left out and counted (``n_left_out``), as are examples without the gold
     target (``n_missing_gold``). Every joined prediction counts, duplicates included, as official does;
-    ``n_duplicate_ids`` says how many predictions repeat an earlier one's id.
+    ``n_duplicate_ids`` says how many predictions repeat an earlier one's id. ``run_code`` (the ``code`` target)
+    runs the generations' code, e.g. in the sandbox, and returns one :class:`CodeExecution` per generation.
     """
     _check_target_field(target_field)
     by_id = {example.id: example for example in examples}
-    rows, left_out, missing_gold, seen, duplicates = [], 0, 0, set(), 0
+    joined, left_out, missing_gold, seen, duplicates = [], 0, 0, set(), 0
     for example_id, prediction in predictions:
         duplicates += example_id in seen
         seen.add(example_id)
         example = by_id.get(example_id)
         if example is None:
             left_out += 1
-        elif target_field != "program" and gold_target(example, target_field) is None:
+        elif target_field in ("numerical", "answer") and gold_target(example, target_field) is None:
             missing_gold += 1
         else:
-            rows.append(score_prediction(prediction, example, target_field))
+            joined.append((prediction, example))
+    if target_field == "code" and run_code is None:
+        raise ValueError("scoring code predictions needs run_code (e.g. the sandbox)")
+    executions = run_code([prediction for prediction, _ in joined]) if target_field == "code" else \
+        [None] * len(joined)
+    rows = [score_prediction(prediction, example, target_field, execution)
+            for (prediction, example), execution in zip(joined, executions, strict=True)]
     return {**summarize(rows, target_field), N_LEFT_OUT: left_out, N_MISSING_GOLD: missing_gold,
             N_DUPLICATE_IDS: duplicates}
 
@@ -284,3 +346,9 @@ def _readings(text: str) -> list[tuple[float, int]]:
 
 def _words(text: str) -> str:
     return " ".join(text.lower().split()).rstrip(".!")
+
+
+def _yes_no(text: str) -> str:
+    """True/False (as the sandbox or a CSV writes a bool) read as yes/no; other text lower-cased and stripped."""
+    text = text.strip().lower()
+    return {"true": YES, "false": NO}.get(text, text)

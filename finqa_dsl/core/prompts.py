@@ -16,8 +16,11 @@ from itertools import accumulate
 from finqa_dsl.core.chat import encode_prompt, encode_text, uses_chat_template
 from finqa_dsl.core.context import Context, ContextConfig, build_context
 from finqa_dsl.core.data import DatasetError, Example
+from finqa_dsl.core.gold_transpiler import TranspileError, transpile
+from finqa_dsl.core.python_code import fenced
 
-TARGET_FIELDS = ("program", "numerical", "answer")  # a "code" target joins here (+ INSTRUCTIONS, target_text)
+TARGET_FIELDS = ("program", "numerical", "answer", "code")
+CODE_COLUMN = "generated_code"  # a teacher CSV's code, the code target when an example has it
 
 _TASK = "You answer questions about a company's financial report, using the context given with the question."
 INSTRUCTIONS = {
@@ -39,6 +42,12 @@ INSTRUCTIONS = {
     "answer": (
         f"{_TASK} Reply with the final answer only, written as in a financial report "
         "(e.g. 14.5%, $ 193 million, 41932, yes)."
+    ),
+    "code": (
+        f"{_TASK} Write Python that computes the answer: assign each number you take from the context to a "
+        "variable with a meaningful name, compute step by step, and put the final result in a variable named "
+        "`ans` (a number, a percentage as a fraction such as 0.145, or True/False for a yes/no question). "
+        "No imports, no printing. Reply with the code only, in one ```python fenced block."
     ),
 }
 ANSWER_CUE = "Answer:\n"  # ends a plain-text prompt; the target follows on the next line
@@ -100,8 +109,12 @@ def canonical_number(value: float | str) -> str:
 
 
 def target_text(example: Example, target_field: str) -> str:
-    """What the model should write for ``example``: qa.program, exe_ans as a number, or qa.answer."""
+    """What the model should write for ``example``: qa.program, exe_ans as a number, qa.answer, or Python code in a
+    fenced block (the example's ``generated_code`` from a teacher CSV, else its gold program transpiled by
+    :func:`finqa_dsl.core.gold_transpiler.transpile`)."""
     _check_target_field(target_field)
+    if target_field == "code":
+        return fenced(_code(example))
     if target_field == "program":
         return example.program
     if target_field == "numerical":
@@ -111,6 +124,17 @@ def target_text(example: Example, target_field: str) -> str:
             example.source, example.id, "qa.answer", "an answer, required by target_field 'answer'"
         )
     return example.answer
+
+
+def _code(example: Example) -> str:
+    code = example.raw.get(CODE_COLUMN)
+    if code:
+        return code
+    try:
+        return transpile(example)
+    except TranspileError as error:
+        raise DatasetError.for_field(example.source, example.id, CODE_COLUMN,
+                                     f"teacher code, and the gold program cannot stand in for it ({error})") from None
 
 
 def build_messages(question: str, context_text: str, target_field: str, few_shot: Sequence[Exemplar] = (),

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from finqa_dsl.core.data import DatasetError
 from finqa_dsl.core.io import atomic_write_text
-from finqa_dsl.core.metrics import score_answer_prediction
+from finqa_dsl.core.metrics import answer_tolerant_match, seed_rule_match
 
 WRONG_VALUE = "wrong_value"
 TEACHER_ERROR = "teacher_error"
@@ -37,15 +37,12 @@ class FilterSummary:
 def answer_matches(actual: str, expected: str) -> bool:
     """The executed ``actual`` (as the teacher CSV writes it) matches the label ``expected``."""
     gold = _number(expected)
-    return bool(actual) and score_answer_prediction(_yes_no(actual), expected if gold is None else gold).tolerant
+    return bool(actual) and answer_tolerant_match(actual, expected if gold is None else gold)
 
 
 def seed_rule_matches(actual: str, expected: str) -> bool:
     """The second seed's filter: |actual - expected| < 1e-3, else case-insensitive string equality."""
-    a, e = _number(actual), _number(expected)
-    if a is not None and e is not None:
-        return abs(a - e) < 1e-3
-    return bool(actual) and _yes_no(actual).lower() == expected.strip().lower()
+    return bool(actual) and seed_rule_match(actual, expected)
 
 
 def drop_reason(row: dict[str, str]) -> str | None:
@@ -94,6 +91,3 @@ def _number(text: str) -> float | None:
     except (TypeError, ValueError):
         return None
 
-
-def _yes_no(text: str) -> str:
-    return {"true": "yes", "false": "no"}.get(text.strip().lower(), text)

@@ -8,7 +8,7 @@ used, one row per id (the latest attempt).
 
 Teachers: ``openai`` (any OpenAI-compatible chat endpoint, :mod:`finqa_dsl.distill.chat_client`), ``hf`` (a
 local model through the project's batched generation) and ``gold-program`` (the gold program transpiled,
-:mod:`finqa_dsl.distill.gold_transpiler`: correct by construction, no model).
+:mod:`finqa_dsl.core.gold_transpiler`: correct by construction, no model).
 """
 
 from __future__ import annotations
@@ -27,16 +27,16 @@ from finqa_dsl.core.context import ContextConfig
 from finqa_dsl.core.data import Example
 from finqa_dsl.core.finqa_csv import COLUMNS as FINQA_COLUMNS
 from finqa_dsl.core.finqa_csv import record_row
+from finqa_dsl.core.gold_transpiler import TranspileError, transpile
 from finqa_dsl.core.io import JsonlAppender, atomic_write_text, read_jsonl_tolerant
 from finqa_dsl.core.prompts import canonical_number
+from finqa_dsl.core.python_code import NO_CODE, extract_code
 from finqa_dsl.distill.chat_client import ChatReply, ChatRequest, Endpoint, ask_all
-from finqa_dsl.distill.gold_transpiler import TranspileError, transpile
-from finqa_dsl.distill.teacher_prompt import SolvedShot, extract_code, teacher_messages
+from finqa_dsl.distill.teacher_prompt import SolvedShot, teacher_messages
 
 logger = logging.getLogger(__name__)
 
 TEACHERS = ("openai", "hf", "gold-program")
-NO_CODE = "no_code"  # the reply holds no code (a failure reason besides the sandbox's)
 # The teacher's columns; the CSV also carries the example's own (finqa_csv.COLUMNS) so that the filtered CSV is
 # a training file for the driver's code target (``--train_file filtered.csv``).
 TEACHER_COLUMNS = ("prompt", "generated_code", "actual_answer", "expected_answer", "failure_reason",

@@ -15,6 +15,9 @@ from finqa_dsl.core.prompts import TARGET_FIELDS
 from finqa_dsl.models.options import BNB_QUANT_TYPES, DTYPES, PEFT_MODES
 
 WANDB_MODES = ("online", "offline", "disabled")
+INFERENCE_BACKENDS = ("hf", "vllm")
+EVAL_TYPES = ("zero-shot", "few-shot", "fine-tuned")
+DEFAULT_FEW_SHOT_K = 4  # the second seed's few-shot evaluation
 OUTPUT_ROOT = Path("__output__")
 
 
@@ -75,6 +78,9 @@ class GenerationArguments:
         default=16,
         metadata={"help": "Test prompts generated together. 1 gives true single-stream latency per example."},
     )
+    inference_backend: str = field(
+        default="hf", metadata={"help": "hf | vllm (vLLM's offline engine: the vllm extra and an NVIDIA GPU)."}
+    )
 
 
 @dataclass
@@ -84,6 +90,12 @@ class RunArguments:
         metadata={"help": "Run folder name under __output__/. Default: <model>-input_<mode>-output_<target>."},
     )
     do_test: bool = field(default=False, metadata={"help": "Generate, execute and score the test file."})
+    eval_type: str = field(
+        default="",
+        metadata={"help": "zero-shot | few-shot | fine-tuned: what the test measures, checked against the other "
+                          f"flags (few-shot without --few_shot_k uses {DEFAULT_FEW_SHOT_K} shots). Default: "
+                          "inferred from --do_train and --few_shot_k."},
+    )
     padding_free: bool = field(
         default=False,
         metadata={"help": "Train on each batch flattened into one unpadded row (exact). Default: pad to the "
@@ -104,6 +116,10 @@ def validate(model: ModelArguments, data: DataArguments, generation: GenerationA
     _check_choice("--target_field", data.target_field, TARGET_FIELDS)
     _check_choice("--input_mode", data.input_mode, INPUT_MODES)
     _check_choice("--wandb_mode", run.wandb_mode, WANDB_MODES)
+    _check_choice("--inference_backend", generation.inference_backend, INFERENCE_BACKENDS)
+    if run.eval_type:
+        _check_choice("--eval_type", run.eval_type, EVAL_TYPES)
+        _check_eval_type(run.eval_type, data.few_shot_k, training.do_train)
     if not (training.do_train or training.do_eval or run.do_test):
         raise UsageError("Nothing to do: pass --do_train, --do_eval and/or --do_test.")
     if model.peft == "none" and model.bnb_4bit_quant_type != "nf4":
@@ -128,7 +144,12 @@ def validate(model: ModelArguments, data: DataArguments, generation: GenerationA
         raise UsageError("--lora_r must be >= 1.")
     if training.resume_from_checkpoint and not training.do_train:
         raise UsageError("--resume_from_checkpoint resumes training: add --do_train.")
-    needed = [("--train_file", data.train_file, training.do_train or data.few_shot_k > 0, "train"),
+    if generation.inference_backend == "vllm" and run.do_test:
+        from finqa_dsl.inference.vllm_backend import check_vllm_available
+
+        check_vllm_available()
+    few_shot = data.few_shot_k > 0 or run.eval_type == "few-shot"
+    needed = [("--train_file", data.train_file, training.do_train or few_shot, "train"),
               ("--eval_file", data.eval_file, training.do_eval, "dev"),
               ("--test_file", data.test_file, run.do_test, "test")]
     for flag, path, used, split in needed:
@@ -143,3 +164,19 @@ def validate(model: ModelArguments, data: DataArguments, generation: GenerationA
 def _check_choice(flag: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise UsageError(f"{flag} {value!r} is not one of: {', '.join(choices)}.")
+
+
+def _check_eval_type(eval_type: str, few_shot_k: int, do_train: bool) -> None:
+    if eval_type != "fine-tuned" and do_train:
+        raise UsageError(f"--eval_type {eval_type} evaluates an untrained model: drop --do_train (or use fine-tuned).")
+    if eval_type != "few-shot" and few_shot_k:
+        raise UsageError(f"--eval_type {eval_type} shows no solved examples: drop --few_shot_k (or use few-shot).")
+
+
+def resolve_eval_type(run: RunArguments, data: DataArguments, training) -> str:
+    """The evaluation type of a validated command line; sets ``--few_shot_k`` for a few-shot run that left it 0."""
+    if run.eval_type == "few-shot" and not data.few_shot_k:
+        data.few_shot_k = DEFAULT_FEW_SHOT_K
+    if run.eval_type:
+        return run.eval_type
+    return "fine-tuned" if training.do_train else "few-shot" if data.few_shot_k else "zero-shot"

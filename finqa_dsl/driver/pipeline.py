@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -21,9 +22,11 @@ from finqa_dsl.driver.arguments import (
     GenerationArguments,
     ModelArguments,
     RunArguments,
+    resolve_eval_type,
     validate,
 )
 from finqa_dsl.driver.inputs import check_prompts_fit, load_splits
+from finqa_dsl.inference.hf import HFBackend
 from finqa_dsl.inference.predictions_file import finished_rows
 from finqa_dsl.models.source import check_model_source
 from finqa_dsl.runs import files as run_files
@@ -32,6 +35,8 @@ from finqa_dsl.runs.plots import plot_latency_histogram, plot_loss_curves
 from finqa_dsl.runs.processes import from_main_process, process_state
 from finqa_dsl.runs.timing import Timing
 from finqa_dsl.runs.wandb_reporter import WandbReporter
+from finqa_dsl.sandbox import Sandbox
+from finqa_dsl.sandbox.generations import execute_generations
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +51,7 @@ def run(model_args: ModelArguments, data_args: DataArguments, gen_args: Generati
     (:mod:`finqa_dsl.inference.distributed`).
     """
     validate(model_args, data_args, gen_args, run_args, training_args)
+    eval_type = resolve_eval_type(run_args, data_args, training_args)
     state = process_state(training_args)
     main = state.is_main_process
     from finqa_dsl.models.loading import (
@@ -107,7 +113,8 @@ def run(model_args: ModelArguments, data_args: DataArguments, gen_args: Generati
     _configure_training_output(training_args, folder, run_args)
 
     timing = Timing()
-    model = load_model(
+    needs_hf_model = training_args.do_train or training_args.do_eval or gen_args.inference_backend == "hf"
+    model = None if not needs_hf_model else load_model(
         model_name, peft=model_args.peft if training_args.do_train else "none",
         lora_r=model_args.lora_r, lora_alpha=model_args.lora_alpha, lora_dropout=model_args.lora_dropout,
         lora_target_modules=model_args.lora_target_modules,
@@ -137,13 +144,18 @@ def run(model_args: ModelArguments, data_args: DataArguments, gen_args: Generati
             plot_loss_curves(folder)
     if test is not None:
         examples, records, truncation = test
-        model = prepare_for_inference(model)
+        if gen_args.inference_backend == "hf":
+            backend = HFBackend(prepare_for_inference(model), tokenizer, progress_bar=main)
+        else:
+            del model  # vLLM loads the weights itself
+            trained = folder / run_files.FINAL_MODEL if training_args.do_train else Path(model_name)
+            backend = _vllm_backend(trained, tokenizer, model_args, training_args.seed)
         with timing.phase("test_inference"):
-            generation_stats = _generate_test_predictions(model, tokenizer, examples, records, gen_args,
+            generation_stats = _generate_test_predictions(backend, examples, records, gen_args,
                                                           data_args.target_field, folder, state)
         if main:
             metrics, latencies = _write_test_metrics(folder, data_args, gen_args, generation_stats, truncation,
-                                                     timing)
+                                                     timing, eval_type)
             wandb.log({f"test/{k}": v for k, v in metrics.items() if isinstance(v, int | float)})
             wandb.log_latency_histogram(latencies)
     if main:
@@ -179,29 +191,43 @@ def _configure_training_output(training_args, folder: Path, run_args: RunArgumen
         training_args.run_name = run_args.wandb_run_name or folder.name
 
 
-def _generate_test_predictions(model, tokenizer, examples, records, gen_args: GenerationArguments,
-                               target_field: str, folder: Path, state):
+def _vllm_backend(model_path: Path, tokenizer, model_args: ModelArguments, seed: int):
+    from finqa_dsl.inference.vllm_backend import VLLMBackend
+    from finqa_dsl.models.source import adapter_base, is_adapter_dir
+
+    if is_adapter_dir(str(model_path)):
+        return VLLMBackend(adapter_base(str(model_path)), tokenizer, adapter_dir=str(model_path),
+                           lora_rank=model_args.lora_r, dtype=model_args.torch_dtype, seed=seed)
+    return VLLMBackend(str(model_path), tokenizer, dtype=model_args.torch_dtype, seed=seed)
+
+
+def _generate_test_predictions(backend, examples, records, gen_args: GenerationArguments, target_field: str,
+                               folder: Path, state):
+    """Generate, execute (programs by the DSL, code in the sandbox) and score every test record into the
+    predictions file, split across the processes of ``state``."""
     from finqa_dsl.inference.backend import GenerationSettings
     from finqa_dsl.inference.distributed import generate_across_processes
-    from finqa_dsl.inference.hf import HFBackend
 
     by_id = {example.id: example for example in examples}
-
-    def score(record, generation: str) -> dict[str, Any]:
-        return prediction_row_fields(generation, by_id[record.id], target_field, record.target)
-
     settings = GenerationSettings(
         max_new_tokens=gen_args.generation_max_new_tokens, num_beams=gen_args.generation_num_beams,
         temperature=gen_args.generation_temperature, top_p=gen_args.generation_top_p,
         do_sample=gen_args.generation_do_sample, batch_size=gen_args.inference_batch_size,
     )
-    return generate_across_processes(HFBackend(model, tokenizer, progress_bar=state.is_main_process), records,
-                                     folder / run_files.TEST_PREDICTIONS, settings=settings, state=state,
-                                     annotate=score)
+    with contextlib.ExitStack() as stack:
+        sandbox = stack.enter_context(Sandbox()) if target_field == "code" else None
+
+        def score(record, generation: str) -> dict[str, Any]:
+            execution = execute_generations(sandbox, [generation])[0] if sandbox is not None else None
+            return prediction_row_fields(generation, by_id[record.id], target_field, record.target, execution)
+
+        return generate_across_processes(backend, records, folder / run_files.TEST_PREDICTIONS, settings=settings,
+                                         state=state, annotate=score)
 
 
 def _write_test_metrics(folder: Path, data_args: DataArguments, gen_args: GenerationArguments,
-                        generation_stats, truncation, timing: Timing) -> tuple[dict[str, Any], list[float]]:
+                        generation_stats, truncation, timing: Timing,
+                        eval_type: str) -> tuple[dict[str, Any], list[float]]:
     """Write test_metrics.json, the latency file and histogram; return the metrics and the latencies."""
     rows = read_jsonl_tolerant(folder / run_files.TEST_PREDICTIONS)
     latencies = [row[row_keys.LATENCY_MS] for row in rows]
@@ -220,6 +246,9 @@ def _write_test_metrics(folder: Path, data_args: DataArguments, gen_args: Genera
         "prompts_truncated": truncation.truncated,
         "prompts_over_length": truncation.over_length,
         "input_mode": data_args.input_mode,
+        "eval_type": eval_type,
+        "few_shot_k": data_args.few_shot_k,
+        "inference_backend": gen_args.inference_backend,
         "test_file": data_args.test_file,
         **{k: v for k, v in dataclasses.asdict(gen_args).items() if k.startswith("generation_")},
     }

@@ -1,0 +1,23 @@
+"""Run the code of model generations (the ``code`` target) in a sandbox: one :class:`CodeExecution` each."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from finqa_dsl.core.python_code import CodeExecution, extract_code
+from finqa_dsl.sandbox.pool import Sandbox
+
+
+def execute_generations(sandbox: Sandbox, generations: Sequence[str]) -> list[CodeExecution]:
+    """The code of each generation (:func:`~finqa_dsl.core.python_code.extract_code`) run in ``sandbox``; a
+    generation without code gets ``CodeExecution(code=None)``."""
+    codes = [extract_code(generation) for generation in generations]
+    results = iter(sandbox.run_many([code for code in codes if code is not None]))
+    executions = []
+    for code in codes:
+        if code is None:
+            executions.append(CodeExecution(None))
+            continue
+        result = next(results)
+        executions.append(CodeExecution(code, result.value, result.reason and str(result.reason), result.detail))
+    return executions

@@ -77,6 +77,7 @@ def run(model_args: ModelArguments, data_args: DataArguments, gen_args: Generati
 
     prompt_budget = model_args.max_seq_length - gen_args.generation_max_new_tokens
     timing = Timing()
+    _seed(training_args)
     model = load_model(
         model_name, peft=model_args.peft if training_args.do_train else "none",
         lora_r=model_args.lora_r, lora_alpha=model_args.lora_alpha, lora_dropout=model_args.lora_dropout,
@@ -147,6 +148,13 @@ def _configure_training_output(training_args, folder: Path, run_args: RunArgumen
             else list(training_args.report_to or [])
         training_args.report_to = [r for r in reporters if r not in ("none", "wandb")] + ["wandb"]
         training_args.run_name = run_args.wandb_run_name or folder.name
+
+
+def _seed(training_args) -> None:
+    """Seed as the Trainer does, but before the model is built: a fresh LoRA's initial weights are random."""
+    from transformers.trainer_utils import enable_full_determinism, set_seed
+
+    (enable_full_determinism if training_args.full_determinism else set_seed)(training_args.seed)
 
 
 def _first(examples: list[Example], limit: int) -> list[Example]:

@@ -8,6 +8,8 @@ Example, on the embedded synthetic sample with the default model::
     python scripts/finetune.py --peft lora --do_train --do_test \\
         --train_file FinQA/sample/train.json --eval_file FinQA/sample/dev.json \\
         --test_file FinQA/sample/test.json --output_folder smollm2-lora-sample
+
+The same from a config file, with one flag overridden: ``python scripts/finetune.py --config run.yaml --seed 1``.
 """
 
 from __future__ import annotations
@@ -15,24 +17,17 @@ from __future__ import annotations
 import logging
 import sys
 
-from transformers import HfArgumentParser, TrainingArguments
-
 from finqa_dsl.core.data import DatasetError
 from finqa_dsl.core.errors import UsageError
-from finqa_dsl.driver.arguments import DataArguments, GenerationArguments, ModelArguments, RunArguments
+from finqa_dsl.driver.command_line import parse_command_line
 from finqa_dsl.driver.pipeline import run
 
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    parser = HfArgumentParser((ModelArguments, DataArguments, GenerationArguments, RunArguments, TrainingArguments))
-    argv = sys.argv[1:] if argv is None else argv
     try:
-        if len(argv) == 1 and argv[0].endswith(".json"):
-            arguments = parser.parse_json_file(argv[0])
-        else:
-            arguments = parser.parse_args_into_dataclasses(args=argv)
-    except ValueError as error:  # TrainingArguments checks flags against the hardware as it parses them
+        arguments = parse_command_line(sys.argv[1:] if argv is None else argv)
+    except ValueError as error:  # a bad config file, or TrainingArguments checking flags against the hardware
         print(f"error: {error}", file=sys.stderr)
         return 2
     try:

@@ -71,7 +71,7 @@ def check_4bit_layers(model, ignore: str | None = None) -> None:
             continue
         if ignore and re.fullmatch(ignore, name):
             continue
-        blocksize = module.weight.quant_state.blocksize
+        blocksize = module.weight.blocksize
         if module.out_features % PACKED_ROWS or module.in_features % blocksize:
             raise UsageError(
                 f"4-bit layer {name} ({module.in_features} inputs, {module.out_features} outputs) cannot run "

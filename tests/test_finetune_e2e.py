@@ -117,6 +117,7 @@ def test_train_and_test_write_every_output(in_tmp, tiny_model_dir, peft, target_
     assert (folder / run_files.LATENCY_PLOT).stat().st_size > 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("peft", ["none", "lora"])
 def test_saved_final_model_reloads_for_eval_only(in_tmp, tiny_model_dir, peft):
     assert finetune(in_tmp, "--model_name", str(tiny_model_dir), "--peft", peft, "--do_train", "--do_test",
@@ -170,6 +171,7 @@ def test_bad_flags_fail_before_any_model_loads(in_tmp, capsys, flags, message):
     assert message in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_wandb_offline_logs_training_and_test_metrics(in_tmp, tiny_model_dir, monkeypatch):
     monkeypatch.delenv("WANDB_DIR", raising=False)
     assert finetune(in_tmp, "--model_name", str(tiny_model_dir), "--peft", "lora", "--do_train", "--do_test",

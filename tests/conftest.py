@@ -107,28 +107,40 @@ def served_default_model():
         server.wait()
 
 
-@pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory) -> Path:
-    """A 2-layer random Llama with the default model's real tokenizer and chat template."""
+def save_tiny_llama(folder: Path, tokenizer, hidden_size: int, intermediate_size: int) -> Path:
+    """A 2-layer random Llama with ``tokenizer`` (4 heads, 2 key/value heads) saved in ``folder``."""
     import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=intermediate_size,
+                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                         max_position_embeddings=2048, bos_token_id=tokenizer.bos_token_id,
+                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+                         tie_word_embeddings=True)
+    LlamaForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def default_tokenizer():
+    """The default model's real tokenizer (SmolLM2-135M-Instruct, with its chat template)."""
+    from transformers import AutoTokenizer
 
     from finqa_dsl.models.default_model import DefaultModelUnavailable, default_model_path
 
     try:
-        tokenizer_source = default_model_path()
+        return AutoTokenizer.from_pretrained(default_model_path())
     except DefaultModelUnavailable as error:
         pytest.skip(f"default model tokenizer unavailable: {error}")
-    folder = tmp_path_factory.mktemp("tiny-llama")
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_source)
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
-                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                         pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=True)
-    LlamaForCausalLM(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, default_tokenizer) -> Path:
+    """The default model's real tokenizer and chat template on a tiny random Llama shaped as real models are
+    (hidden sizes multiples of 64, key/value width a multiple of 32), so every backend runs it in 4-bit."""
+    return save_tiny_llama(tmp_path_factory.mktemp("tiny-llama"), default_tokenizer, 64, 128)
 
 
 @pytest.fixture

@@ -8,11 +8,11 @@ minute on 2 CPU cores) into the real cache folder, which later runs and the driv
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 from transformers import AutoConfig, AutoTokenizer, GenerationConfig
 
+from finqa_dsl.models import default_model as default_model_module
 from finqa_dsl.models.default_model import (
     GGUF_SHA256,
     MARKER_NAME,
@@ -66,10 +66,15 @@ def test_greedy_reply_is_coherent_english(default_model):
 
 
 @pytest.mark.slow
-def test_second_call_returns_at_once_and_the_driver_resolves_it(default_model):
-    started = time.perf_counter()
+def test_second_call_does_no_work_and_the_driver_resolves_it(default_model, monkeypatch):
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("the prepared folder must be reused, not fetched or converted again")
+
+    for name in ("locate_or_download_gguf", "verify_sha256", "convert_gguf_to_hf_folder", "_replace_folder"):
+        monkeypatch.setattr(default_model_module, name, must_not_run)
+    files = {path: path.stat().st_mtime_ns for path in default_model.iterdir()}
     assert default_model_path() == default_model == prepare_default_model()
-    assert time.perf_counter() - started < 1.0
+    assert {path: path.stat().st_mtime_ns for path in default_model.iterdir()} == files
     assert resolve_model_name(None) == str(default_model)
     assert load_tokenizer(resolve_model_name(None)).pad_token == "<|endoftext|>"
     model = load_model(resolve_model_name(None), torch_dtype="float32")

@@ -105,8 +105,8 @@ def test_padded_batch_pads_to_the_longest_member_or_a_multiple():
     assert CompletionCollator(pad_token_id=0, pad_to_multiple_of=8)(features)["input_ids"].shape == (2, 8)
 
 
-def _tiny_llama(attn_implementation: str, vocab_size: int = 300) -> LlamaForCausalLM:
-    torch.manual_seed(0)
+def _tiny_llama(attn_implementation: str, vocab_size: int = 300, seed: int = 0) -> LlamaForCausalLM:
+    torch.manual_seed(seed)
     config = LlamaConfig(vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                          num_attention_heads=4, num_key_value_heads=2,
                          attn_implementation=attn_implementation)
@@ -178,14 +178,27 @@ def test_train_and_evaluate_writes_logs_and_final_model(tmp_path, qwen, padding_
 def test_rerun_resumes_from_the_last_checkpoint_without_duplicate_log_lines(tmp_path, qwen):
     records = [_short_record(qwen, str(i), f"what is {i} + 1?", f"add({i}, const_1)") for i in range(4)]
 
-    def run(max_steps: int) -> dict:
-        args = TrainingArguments(output_dir=str(tmp_path / "checkpoints"), per_device_train_batch_size=2,
-                                 max_steps=max_steps, logging_steps=1, save_steps=1, report_to=[],
-                                 use_cpu=True, disable_tqdm=True)
-        return train_and_evaluate(_tiny_llama("sdpa", vocab_size=len(qwen)), qwen, args, tmp_path, Timing(),
-                                  train_records=records, eval_records=None, max_length=None)
+    def run(folder, max_steps: int, model_seed: int) -> LlamaForCausalLM:
+        args = TrainingArguments(output_dir=str(folder / "checkpoints"), per_device_train_batch_size=2,
+                                 max_steps=max_steps, logging_steps=1, save_steps=1, learning_rate=1e-3,
+                                 lr_scheduler_type="constant", report_to=[], use_cpu=True, disable_tqdm=True)
+        model = _tiny_llama("sdpa", vocab_size=len(qwen), seed=model_seed)
+        train_and_evaluate(model, qwen, args, folder, Timing(), train_records=records, eval_records=None,
+                           max_length=None)
+        return model  # trained in place
 
-    run(max_steps=1)  # an interrupted run: its checkpoint-1 is there
-    assert run(max_steps=2)["train_runtime"] > 0
-    lines = (tmp_path / run_files.TRAIN_LOSS_LOG).read_text().splitlines()
+    uninterrupted = run(tmp_path / "uninterrupted", max_steps=2, model_seed=0)
+    run(tmp_path / "resumed", max_steps=1, model_seed=0)  # an interrupted run: its checkpoint-1 is there
+    interrupted_log = (tmp_path / "resumed" / run_files.TRAIN_LOSS_LOG).read_text().splitlines()
+    # Another initial model: only the checkpoint's weights, optimizer moments and data position can make the
+    # rerun's second step land where the uninterrupted run's did.
+    resumed = run(tmp_path / "resumed", max_steps=2, model_seed=1)
+    for (name, expected), (_, actual) in zip(uninterrupted.named_parameters(), resumed.named_parameters(),
+                                             strict=True):
+        torch.testing.assert_close(actual, expected, msg=name)
+    state = json.loads((tmp_path / "resumed" / "checkpoints" / "checkpoint-2" / "trainer_state.json").read_text())
+    assert state["global_step"] == 2
+    lines = (tmp_path / "resumed" / run_files.TRAIN_LOSS_LOG).read_text().splitlines()
+    assert lines[:2] == interrupted_log, "step 1 is the interrupted run's, not a second one"
     assert [line.split("\t")[0] for line in lines] == ["step", "1", "2"]
+    assert lines == (tmp_path / "uninterrupted" / run_files.TRAIN_LOSS_LOG).read_text().splitlines()

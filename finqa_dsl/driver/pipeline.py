@@ -113,6 +113,7 @@ def run(model_args: ModelArguments, data_args: DataArguments, gen_args: Generati
     _configure_training_output(training_args, folder, run_args)
 
     timing = Timing()
+    _seed(training_args)
     needs_hf_model = training_args.do_train or training_args.do_eval or gen_args.inference_backend == "hf"
     model = None if not needs_hf_model else load_model(
         model_name, peft=model_args.peft if training_args.do_train else "none",
@@ -189,6 +190,13 @@ def _configure_training_output(training_args, folder: Path, run_args: RunArgumen
             else list(training_args.report_to or [])
         training_args.report_to = [r for r in reporters if r not in ("none", "wandb")] + ["wandb"]
         training_args.run_name = run_args.wandb_run_name or folder.name
+
+
+def _seed(training_args) -> None:
+    """Seed as the Trainer does, but before the model is built: a fresh LoRA's initial weights are random."""
+    from transformers.trainer_utils import enable_full_determinism, set_seed
+
+    (enable_full_determinism if training_args.full_determinism else set_seed)(training_args.seed)
 
 
 def _vllm_backend(model_path: Path, tokenizer, model_args: ModelArguments, seed: int):

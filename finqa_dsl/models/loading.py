@@ -18,6 +18,7 @@ from packaging.version import Version
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
 
 from finqa_dsl.core.errors import UsageError
+from finqa_dsl.models.cpu_4bit import check_4bit_layers, log_kernel_notice
 from finqa_dsl.models.default_model import default_model_path
 from finqa_dsl.models.options import BNB_QUANT_TYPES, DTYPES, PEFT_MODES
 from finqa_dsl.models.source import ADAPTER_CONFIG, adapter_base, is_adapter_dir  # noqa: F401 (ADAPTER_CONFIG: API)
@@ -125,6 +126,10 @@ def load_model(name_or_path: str, *, peft: str = "none", lora_r: int = 16, lora_
     model = AutoModelForCausalLM.from_pretrained(base_name, **kwargs)
     logger.info("Loaded %s (%s, attention %s%s)", base_name, model.dtype, model.config._attn_implementation,
                 ", 4-bit " + bnb_4bit_quant_type if quantize_4bit else "")
+    if quantize_4bit:
+        check_4bit_layers(model, ignore=NON_TEXT_MODULES)
+        if not torch.cuda.is_available():
+            log_kernel_notice()
 
     training_adapter = peft != "none"
     if training_adapter:

@@ -13,6 +13,7 @@ from finqa_dsl.core.context import INPUT_MODES
 from finqa_dsl.core.errors import UsageError
 from finqa_dsl.core.prompts import TARGET_FIELDS
 from finqa_dsl.models.options import BNB_QUANT_TYPES, DTYPES, PEFT_MODES
+from finqa_dsl.training.options import TARGET_ONLY, check_loss_implementation
 
 WANDB_MODES = ("online", "offline", "disabled")
 INFERENCE_BACKENDS = ("hf", "vllm")
@@ -101,6 +102,11 @@ class RunArguments:
         metadata={"help": "Train on each batch flattened into one unpadded row (exact). Default: pad to the "
                           "longest in a length-grouped batch, faster on CPU/sdpa (BENCHMARKS.md)."},
     )
+    loss_implementation: str = field(
+        default=TARGET_ONLY,
+        metadata={"help": "target_only: LM head + cross-entropy only where labels count (exact, least memory) | "
+                          "full: the model's own full-vocabulary loss | liger: liger-kernel fused (GPU, extra)."},
+    )
     wandb_project: str | None = field(default=None, metadata={"help": "Log to this W&B project."})
     wandb_mode: str = field(default="online", metadata={"help": "online | offline | disabled."})
     wandb_run_name: str | None = field(default=None, metadata={"help": "W&B run name (default: folder)."})
@@ -120,6 +126,7 @@ def validate(model: ModelArguments, data: DataArguments, generation: GenerationA
     if run.eval_type:
         _check_choice("--eval_type", run.eval_type, EVAL_TYPES)
         _check_eval_type(run.eval_type, data.few_shot_k, training.do_train)
+    check_loss_implementation(run.loss_implementation, training.use_liger_kernel)
     if not (training.do_train or training.do_eval or run.do_test):
         raise UsageError("Nothing to do: pass --do_train, --do_eval and/or --do_test.")
     if model.peft == "none" and model.bnb_4bit_quant_type != "nf4":

@@ -135,6 +135,7 @@ def run(model_args: ModelArguments, data_args: DataArguments, gen_args: Generati
             model, tokenizer, training_args, folder, timing,
             train_records=train and train[1], eval_records=evaluation and evaluation[1],
             max_length=model_args.max_seq_length, padding_free=run_args.padding_free,
+            loss_implementation=run_args.loss_implementation,
         )
         if main:
             atomic_write_json(folder / run_files.TRAIN_METRICS, {

@@ -32,16 +32,16 @@ from typing import Any
 
 import torch
 from datasets import Dataset
-from transformers import Trainer, TrainerCallback
+from transformers import TrainerCallback
 from transformers.trainer_utils import get_last_checkpoint
 
 from finqa_dsl.core.chat import encode_prompt, end_of_turn_id, pad_token_id
 from finqa_dsl.core.io import JsonlAppender, atomic_write_jsonl, atomic_write_text, read_jsonl_tolerant
 from finqa_dsl.runs import files as run_files
+from finqa_dsl.training.options import TARGET_ONLY
+from finqa_dsl.training.target_loss import IGNORE_INDEX, trainer_class
 
 logger = logging.getLogger(__name__)
-
-IGNORE_INDEX = -100  # label of a token that carries no loss (the value torch's cross-entropy ignores)
 
 
 def encode_for_training(tokenizer, prompt: str, target: str,
@@ -194,13 +194,15 @@ class RunLogCallback(TrainerCallback):
 
 def train_and_evaluate(model, tokenizer, training_args, folder: str | os.PathLike, timing, *,
                        train_records: Sequence | None, eval_records: Sequence | None,
-                       max_length: int | None, padding_free: bool = False) -> dict[str, Any]:
+                       max_length: int | None, padding_free: bool = False,
+                       loss_implementation: str = TARGET_ONLY) -> dict[str, Any]:
     """Train on ``train_records`` (when given; resuming from ``training_args.resume_from_checkpoint``, else
     from the last checkpoint an interrupted run left in ``training_args.output_dir``), save
     the model and tokenizer to ``<folder>/final_model``, then evaluate the loss on ``eval_records`` (when
     given). Timed as the ``train`` and ``eval`` phases of ``timing``. Padded batches are length-grouped
-    unless ``training_args.train_sampling_strategy`` says otherwise. Returns the Trainer's metrics and the
-    encoding counts."""
+    unless ``training_args.train_sampling_strategy`` says otherwise. The loss is computed as
+    ``loss_implementation`` says (:mod:`finqa_dsl.training.target_loss`). Returns the Trainer's metrics, the
+    encoding counts and ``loss_implementation``: the loss that actually ran."""
     results: dict[str, Any] = {}
     train_dataset = eval_dataset = None
     if train_records is not None:
@@ -211,7 +213,9 @@ def train_and_evaluate(model, tokenizer, training_args, folder: str | os.PathLik
         results["eval_encoding"] = stats.as_dict()
     if not padding_free and training_args.train_sampling_strategy == "random":
         training_args.train_sampling_strategy = "group_by_length"
-    trainer = Trainer(
+    trainer_type, results["loss_implementation"] = trainer_class(loss_implementation, model, training_args)
+    logger.info("Loss: %s", results["loss_implementation"])
+    trainer = trainer_type(
         model=model, args=training_args, train_dataset=train_dataset, eval_dataset=eval_dataset,
         data_collator=CompletionCollator(pad_token_id(tokenizer), padding_free=padding_free),
         processing_class=tokenizer, callbacks=[RunLogCallback(folder)],

@@ -1,0 +1,30 @@
+"""The choices of ``--loss_implementation``, torch-free so that argument checking stays fast."""
+
+from __future__ import annotations
+
+import importlib.util
+
+from finqa_dsl.core.errors import UsageError
+
+TARGET_ONLY = "target_only"  # LM head + cross-entropy at the labelled positions only (exact; the default)
+FULL = "full"  # the model's own loss over full-vocabulary logits at every position
+LIGER = "liger"  # liger-kernel's fused linear cross-entropy (GPU, optional extra)
+LOSS_IMPLEMENTATIONS = (TARGET_ONLY, FULL, LIGER)
+
+
+def check_loss_implementation(name: str, use_liger_kernel: bool = False) -> None:
+    """Raise :class:`UsageError` for a ``--loss_implementation`` that cannot run here."""
+    if name not in LOSS_IMPLEMENTATIONS:
+        raise UsageError(f"--loss_implementation {name!r} is not one of: {', '.join(LOSS_IMPLEMENTATIONS)}.")
+    if use_liger_kernel and name != LIGER:
+        raise UsageError("--use_liger_kernel replaces the loss: pass --loss_implementation liger instead.")
+    if name != LIGER:
+        return
+    if importlib.util.find_spec("liger_kernel") is None:
+        raise UsageError("--loss_implementation liger needs liger-kernel: pip install 'finqa-dsl[liger]' "
+                         "(GPU only), or use --loss_implementation target_only.")
+    import torch
+
+    if not torch.cuda.is_available():
+        raise UsageError("--loss_implementation liger runs Triton kernels on a GPU and none is available: use "
+                         "--loss_implementation target_only (exact, the default).")

@@ -19,6 +19,7 @@ COLUMNS = ["id", "prompt", "generated_code", "actual_answer", "expected_answer",
     ("94.0", "94", True, True),
     ("1000000.5", "1000000", True, False),  # relative 1e-3 vs the seed's absolute 1e-3
     ("0.0504", "0.05", False, True),  # the seed's absolute rule is loose for small fractions
+    ("0.0001234", "0.00012", True, True),  # exe_ans is rounded to 5 decimals: official rounding matches
     ("yes", "yes", True, True),
     ("True", "yes", True, True),
     ("False", "yes", False, False),

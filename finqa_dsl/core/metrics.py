@@ -151,8 +151,15 @@ def seed_rule_match(actual: float | str | None, expected: float | str, *, diviso
 
 
 def answer_tolerant_match(actual: float | str | None, expected: float | str) -> bool:
-    """The project's tolerant match (:func:`score_answer_prediction`) of an executed value with the gold."""
-    return actual is not None and score_answer_prediction(_yes_no(str(actual)), expected).tolerant
+    """The project's tolerant match (:func:`score_answer_prediction`) of an executed value with the gold, which
+    also accepts what official rounding accepts (``exe_ans`` is rounded to 5 decimals, so a tiny value can differ
+    from it by more than the relative tolerance)."""
+    if actual is None:
+        return False
+    number, gold = _plain_number(str(actual)), _plain_number(str(expected))
+    if number is not None and gold is not None and round(number, 5) == round(gold, 5):
+        return True
+    return score_answer_prediction(_yes_no(str(actual)), expected).tolerant
 
 
 def score_code_prediction(execution: CodeExecution, example: Example) -> dict[str, Any]:

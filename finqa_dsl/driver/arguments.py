@@ -12,6 +12,7 @@ from pathlib import Path
 from finqa_dsl.core.context import INPUT_MODES
 from finqa_dsl.core.errors import UsageError
 from finqa_dsl.core.prompts import TARGET_FIELDS
+from finqa_dsl.inference.backend import check_engine
 from finqa_dsl.models.options import BNB_QUANT_TYPES, DTYPES, PEFT_MODES
 
 WANDB_MODES = ("online", "offline", "disabled")
@@ -75,6 +76,13 @@ class GenerationArguments:
         default=16,
         metadata={"help": "Test prompts generated together. 1 gives true single-stream latency per example."},
     )
+    inference_engine: str = field(
+        default="auto",
+        metadata={"help": "auto | static | prefix | continuous. static: left-padded batches; prefix: the same over "
+                          "a KV cache of the prompts' shared prefix (instruction, few-shot exemplars), encoded "
+                          "once; continuous: transformers continuous batching. auto: static with beams, else "
+                          "prefix (README: Test inference engines)."},
+    )
 
 
 @dataclass
@@ -116,6 +124,10 @@ def validate(model: ModelArguments, data: DataArguments, generation: GenerationA
         raise UsageError("--generation_num_beams and --generation_max_new_tokens must be >= 1.")
     if generation.inference_batch_size < 1:
         raise UsageError("--inference_batch_size must be >= 1.")
+    try:
+        check_engine(generation.inference_engine, generation.generation_num_beams)
+    except ValueError as error:
+        raise UsageError(f"--inference_engine: {error}") from None
     if not generation.generation_do_sample and (
         generation.generation_temperature != 1.0 or generation.generation_top_p != 1.0
     ):

@@ -163,8 +163,9 @@ def _few_shot_examples(data_args: DataArguments, context_config: ContextConfig) 
 def _generate_test_predictions(model, tokenizer, examples, records, gen_args: GenerationArguments,
                                target_field: str, folder: Path):
     from finqa_dsl.inference.backend import GenerationSettings
-    from finqa_dsl.inference.hf import HFBackend
+    from finqa_dsl.inference.engines import HFBackend
     from finqa_dsl.inference.predictions_file import generate_to_file
+    from finqa_dsl.inference.stopping import stop_strings_for
 
     by_id = {example.id: example for example in examples}
 
@@ -179,6 +180,7 @@ def _generate_test_predictions(model, tokenizer, examples, records, gen_args: Ge
         max_new_tokens=gen_args.generation_max_new_tokens, num_beams=gen_args.generation_num_beams,
         temperature=gen_args.generation_temperature, top_p=gen_args.generation_top_p,
         do_sample=gen_args.generation_do_sample, batch_size=gen_args.inference_batch_size,
+        engine=gen_args.inference_engine, stop_strings=stop_strings_for(target_field),
     )
     return generate_to_file(HFBackend(model, tokenizer), records, folder / run_files.TEST_PREDICTIONS,
                             settings=settings, annotate=score)

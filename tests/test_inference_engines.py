@@ -163,7 +163,7 @@ def test_predictions_file_and_resume_are_the_same_with_every_engine(tmp_path, mo
     assert sorted(row["id"] for row in rows) == sorted(r.id for r in zero_shot)
     assert all(set(row) == {"id", "question", "prompt", "generation", "new_tokens", "latency_ms", "latency_mode",
                             "batch_size"} for row in rows)
-    assert all(row["latency_mode"] == mode and row["latency_ms"] > 0 and row["batch_size"] == 2 for row in rows)
+    assert all(row["latency_mode"] == mode and row["latency_ms"] > 0 and row["batch_size"] in (1, 2) for row in rows)
     static = _outputs(_run(model, tokenizer, zero_shot, engine="static", max_new_tokens=3))
     assert {row["id"]: (row["generation"], row["new_tokens"]) for row in rows} == static
 

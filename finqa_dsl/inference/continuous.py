@@ -20,6 +20,19 @@ from finqa_dsl.core.chat import encode_prompt
 from finqa_dsl.inference.backend import IN_FLIGHT, Generation, GenerationSettings
 from finqa_dsl.inference.hf import generation_config, stop_rule
 
+PAGE_TOKENS = 256  # transformers' default page size
+
+
+def cache_config(encoded: list[list[int]], settings: GenerationSettings) -> ContinuousBatchingConfig:
+    """A paged cache sized for ``settings.batch_size`` requests of the longest prompt plus ``max_new_tokens``.
+    Left to itself the manager takes 90% of the device's free memory; on a CPU that is the host's RAM, and every
+    step's attention mask spans the whole cache."""
+    in_flight = min(settings.batch_size, len(encoded))
+    pages = -(-(max(map(len, encoded)) + settings.max_new_tokens) // PAGE_TOKENS)
+    return ContinuousBatchingConfig(page_size=PAGE_TOKENS, num_blocks=in_flight * pages + 1,
+                                    max_batch_tokens=max(map(len, encoded)) + in_flight,
+                                    max_requests_per_batch=settings.batch_size)
+
 
 def generate(model, tokenizer, records: Sequence,
              settings: GenerationSettings) -> Iterator[tuple[Any, Generation]]:
@@ -32,7 +45,7 @@ def generate(model, tokenizer, records: Sequence,
     config.stop_strings = None  # applied below by the stop rule
     rule = stop_rule(model, tokenizer, settings)
     encoded = [encode_prompt(record.prompt, tokenizer) for record in records]
-    batching = ContinuousBatchingConfig(max_requests_per_batch=settings.batch_size)
+    batching = cache_config(encoded, settings)
     model.eval()
     with model.continuous_batching_context_manager(generation_config=config, continuous_batching_config=batching,
                                                    warmup=False) as manager, \

@@ -69,13 +69,25 @@ def _outputs(results):
     return {key: (g.text, g.new_tokens) for key, g in results.items()}
 
 
-@pytest.mark.parametrize("shots", ["zero_shot", "few_shot"])
+@pytest.mark.parametrize("shots", ["zero_shot", pytest.param("few_shot", marks=pytest.mark.slow)])
 def test_every_engine_gives_the_one_by_one_greedy_outputs(request, model, tokenizer, shots):
     records = request.getfixturevalue(shots)
     one_by_one = _outputs(_run(model, tokenizer, records, engine="static", batch_size=1))
     assert len({text for text, _ in one_by_one.values()}) > 1, "prompts must lead to different generations"
     for engine in ("static", "prefix", "continuous"):
         assert _outputs(_run(model, tokenizer, records, engine=engine, batch_size=3)) == one_by_one, engine
+
+
+@pytest.mark.slow
+def test_every_engine_gives_the_one_by_one_greedy_outputs_of_the_real_default_model(tokenizer, few_shot):
+    """SmolLM2-135M-Instruct's real weights (float32) on real-format few-shot prompts."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(default_model_path(), dtype=torch.float32).eval()
+    records = few_shot[:3]
+    one_by_one = _outputs(_run(model, tokenizer, records, engine="static", batch_size=1, max_new_tokens=12))
+    for engine in ("prefix", "continuous"):
+        assert _outputs(_run(model, tokenizer, records, engine=engine, max_new_tokens=12)) == one_by_one, engine
 
 
 def _count_embedded_tokens(model):

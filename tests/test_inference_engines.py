@@ -181,9 +181,9 @@ def test_predictions_file_and_resume_are_the_same_with_every_engine(tmp_path, mo
 
 
 def test_engine_choice_and_impossible_combinations():
-    assert resolve_engine(GenerationSettings()) == "continuous"
+    assert resolve_engine(GenerationSettings()) == "prefix"
     assert resolve_engine(GenerationSettings(num_beams=2)) == "static"
-    assert resolve_engine(GenerationSettings(engine="prefix", do_sample=True)) == "prefix"
+    assert resolve_engine(GenerationSettings(engine="continuous", do_sample=True)) == "continuous"
     for engine in ("prefix", "continuous"):
         with pytest.raises(ValueError, match=f"engine '{engine}' does not do beam search"):
             GenerationSettings(engine=engine, num_beams=2)

@@ -81,7 +81,7 @@ class GenerationArguments:
         metadata={"help": "auto | static | prefix | continuous. static: left-padded batches; prefix: the same over "
                           "a KV cache of the prompts' shared prefix (instruction, few-shot exemplars), encoded "
                           "once; continuous: transformers continuous batching. auto: static with beams, else "
-                          "continuous (README: Test inference engines)."},
+                          "prefix (README: Test inference engines)."},
     )
 
 

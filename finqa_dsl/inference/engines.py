@@ -4,8 +4,8 @@
 - ``prefix``: the same batches over a shared-prefix KV cache (:mod:`finqa_dsl.inference.prefix_cache`); greedy
   or sampling.
 - ``continuous``: transformers' continuous batching (:mod:`finqa_dsl.inference.continuous`); greedy or sampling.
-- ``auto``: ``static`` for beam search, else ``continuous`` (BENCHMARKS.md: on this CPU it was the fastest of
-  the three, with the same greedy generations).
+- ``auto``: ``static`` for beam search, else ``prefix`` (BENCHMARKS.md: it encodes fewer tokens than static
+  for the same generations; continuous batching measured no faster than static on an idle 2-core CPU).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ def resolve_engine(settings: GenerationSettings) -> str:
     """The engine that ``settings.engine`` means for these decoding settings."""
     if settings.engine != "auto":
         return settings.engine
-    return "static" if settings.num_beams > 1 else "continuous"
+    return "static" if settings.num_beams > 1 else "prefix"
 
 
 class HFBackend:

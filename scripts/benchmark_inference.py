@@ -1,11 +1,16 @@
-"""Test-inference throughput: our batched generation vs the seed's one-by-one loop, same model and prompts.
+"""Test-inference throughput, side by side on the same model and prompts: the seed's one-by-one loop, today's
+static batches, and the inference engines (shared-prefix cache, continuous batching).
 
 Model: the default SmolLM2-135M-Instruct when prepared, else a tiny random Llama (as benchmark_training.py).
-Prompts: FinQA/sample/test.json, gold context, program target, rendered with the model's chat template.
-Both paths decode greedily with the same max_new_tokens and stop tokens; one run each, after a short warm-up.
-The seed's loop is ``model.generate`` on one tokenised prompt at a time. Prints one JSON object.
+Prompts: FinQA/sample/test.json, gold context, program target, rendered with the model's chat template;
+zero-shot, and few-shot with the first k solved train examples (``--few_shot_k``, as the second seed runs it).
+Every path decodes greedily with the same max_new_tokens and stop tokens, one run each after a short warm-up,
+in one process (ratios come from one run on whatever load the machine has). The seed's loop is
+``model.generate`` on one tokenised prompt at a time. Generations are compared with the first path's of the
+same prompts (``differ``: how many are not identical). Prints one JSON object.
 
-    python scripts/benchmark_inference.py [--batch_size 16] [--max_new_tokens 128] [--num_examples 0]
+    python scripts/benchmark_inference.py [--num_examples 16] [--few_shot_k 4] \\
+        [--zero_shot_paths one_by_one,static,prefix] [--few_shot_paths static,prefix]
 """
 
 from __future__ import annotations
@@ -26,53 +31,85 @@ from benchmark_training import load_model_and_tokenizer  # noqa: E402
 from finqa_dsl.core.chat import encode_prompt  # noqa: E402
 from finqa_dsl.core.context import ContextConfig  # noqa: E402
 from finqa_dsl.core.data import load_examples  # noqa: E402
-from finqa_dsl.core.prompts import build_prompt_records  # noqa: E402
+from finqa_dsl.core.prompts import build_prompt_records, select_few_shot  # noqa: E402
 from finqa_dsl.inference.backend import GenerationSettings  # noqa: E402
-from finqa_dsl.inference.hf import generate, generation_config  # noqa: E402
+from finqa_dsl.inference.engines import HFBackend  # noqa: E402
+from finqa_dsl.inference.hf import generation_config  # noqa: E402
+from finqa_dsl.inference.prefix_cache import shared_prefix_length  # noqa: E402
+from finqa_dsl.inference.stopping import stop_strings_for  # noqa: E402
+
+PATHS = ("one_by_one", "static", "prefix", "continuous")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--test_file", default=str(REPO / "FinQA" / "sample" / "test.json"))
-    parser.add_argument("--batch_size", type=int, default=16,
-                        help="The driver's --inference_batch_size default.")
+    parser.add_argument("--train_file", default=str(REPO / "FinQA" / "sample" / "train.json"))
+    parser.add_argument("--batch_size", type=int, default=16, help="The driver's --inference_batch_size default.")
     parser.add_argument("--max_new_tokens", type=int, default=128, help="The seed's default.")
     parser.add_argument("--num_examples", type=int, default=0, help="First N test examples (0: all).")
+    parser.add_argument("--few_shot_k", type=int, default=4)
+    parser.add_argument("--zero_shot_paths", default="one_by_one,static,prefix", help=f"Of: {', '.join(PATHS)}.")
+    parser.add_argument("--few_shot_paths", default="static,prefix", help="Same; empty: no few-shot run.")
     args = parser.parse_args()
 
     model, tokenizer, model_name = load_model_and_tokenizer()
     model.eval()
     examples = load_examples(args.test_file)
     examples = examples[: args.num_examples] if args.num_examples else examples
-    records, _ = build_prompt_records(examples, target_field="program", context_config=ContextConfig(),
+    few_shot = select_few_shot(load_examples(args.train_file), args.few_shot_k, target_field="program",
+                               context_config=ContextConfig())
+    warm_up, _ = build_prompt_records(examples[:2], target_field="program", context_config=ContextConfig(),
                                       tokenizer=tokenizer)
-    settings = GenerationSettings(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)
-    config = generation_config(model, tokenizer, settings)
-    warm_up = GenerationSettings(max_new_tokens=4, batch_size=2)
-    list(generate(model, tokenizer, records[:2], warm_up))
-
+    list(HFBackend(model, tokenizer)(warm_up, GenerationSettings(max_new_tokens=4, batch_size=2,
+                                                                   engine="static")))
     load_before = os.getloadavg()[0]
-    began = time.perf_counter()
-    ours = {record.id: result.text for record, result in generate(model, tokenizer, records, settings)}
-    ours_seconds = time.perf_counter() - began
-
-    began = time.perf_counter()
-    seed = {record.id: seed_generate(model, tokenizer, record.prompt, config) for record in records}
-    seed_seconds = time.perf_counter() - began
+    runs = {}
+    for name, shots, paths in (("zero_shot", [], args.zero_shot_paths), (f"few_shot_k{args.few_shot_k}",
+                                                                          few_shot, args.few_shot_paths)):
+        if paths:
+            records, _ = build_prompt_records(examples, target_field="program", context_config=ContextConfig(),
+                                              tokenizer=tokenizer, few_shot=shots)
+            runs[name] = compare(model, tokenizer, records, paths.split(","), args)
 
     print(json.dumps({
-        "benchmark": "test inference examples/s, batched vs one-by-one (one run each)",
+        "benchmark": "test inference examples/s by path (one run each, one process)",
         "model": model_name, "device": str(model.device), "torch_threads": torch.get_num_threads(),
-        "test_file": args.test_file, "examples": len(records), "max_new_tokens": args.max_new_tokens,
-        "ours": {"batch_size": args.batch_size, "seconds": round(ours_seconds, 2),
-                 "examples_per_second": round(len(records) / ours_seconds, 3)},
-        "seed_one_by_one": {"seconds": round(seed_seconds, 2),
-                            "examples_per_second": round(len(records) / seed_seconds, 3)},
-        "speedup": round(seed_seconds / ours_seconds, 2),
-        "identical_outputs": sum(ours[k] == seed[k] for k in ours),
+        "test_file": args.test_file, "examples": len(examples), "max_new_tokens": args.max_new_tokens,
+        "batch_size": args.batch_size, "runs": runs,
         "load_average_1m_before_after": [round(load_before, 2), round(os.getloadavg()[0], 2)],
     }, indent=2))
+
+
+def compare(model, tokenizer, records, paths: list[str], args) -> dict:
+    """Each path's seconds, examples/s, ratio to the first path and generations differing from its."""
+    encoded = [encode_prompt(record.prompt, tokenizer) for record in records]
+    result = {"prompt_tokens_mean": round(sum(map(len, encoded)) / len(encoded), 1),
+              "shared_prefix_tokens": shared_prefix_length(encoded)}
+    reference = first_seconds = None
+    for path in paths:
+        began = time.perf_counter()
+        texts = generate_with(path, model, tokenizer, records, args)
+        seconds = time.perf_counter() - began
+        reference, first_seconds = reference or texts, first_seconds or seconds
+        result[path] = {"seconds": round(seconds, 2), "examples_per_second": round(len(records) / seconds, 3),
+                        "ratio": round(first_seconds / seconds, 2),
+                        "differ": sum(texts[k] != reference[k] for k in reference)}
+        print(json.dumps({path: result[path]}), file=sys.stderr, flush=True)
+    return result
+
+
+def generate_with(path: str, model, tokenizer, records, args) -> dict[str, str]:
+    """``path``'s generation text per record id. ``static`` is the engine as it was (no stop strings); the
+    newer engines stop at the program target's stop strings as the driver runs them."""
+    if path == "one_by_one":
+        config = generation_config(model, tokenizer, GenerationSettings(max_new_tokens=args.max_new_tokens))
+        return {record.id: seed_generate(model, tokenizer, record.prompt, config) for record in records}
+    stops = () if path == "static" else stop_strings_for("program")
+    settings = GenerationSettings(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, engine=path,
+                                  stop_strings=stops)
+    return {record.id: generation.text for record, generation in HFBackend(model, tokenizer)(records, settings)}
 
 
 def seed_generate(model, tokenizer, prompt: str, config) -> str:

@@ -9,11 +9,12 @@ import pytest
 import torch
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-from finqa_dsl.core.chat import stop_token_ids
 from finqa_dsl.core.io import read_jsonl_tolerant
 from finqa_dsl.inference.backend import BATCH_WALL_TIME, PER_EXAMPLE, GenerationSettings
-from finqa_dsl.inference.hf import HFBackend, generate, generation_config
+from finqa_dsl.inference.engines import HFBackend
+from finqa_dsl.inference.hf import generate, generation_config
 from finqa_dsl.inference.predictions_file import generate_to_file
+from finqa_dsl.inference.stopping import stop_token_ids
 from finqa_dsl.training.trainer import IGNORE_INDEX, encode_for_training
 
 QUESTIONS = [
@@ -122,7 +123,7 @@ def test_generation_stops_at_end_of_turn_and_at_model_eos(tokenizer, records):
     model = _model_scoring_only(tokenizer, {"<|im_end|>": 1.0, "<|endoftext|>": -1.0})
     end_of_turn, end_of_text = tokenizer.convert_tokens_to_ids(["<|im_end|>", "<|endoftext|>"])
     model.generation_config.eos_token_id = end_of_text
-    assert stop_token_ids(tokenizer, model.generation_config.eos_token_id) == [end_of_turn, end_of_text]
+    assert stop_token_ids(model, tokenizer) == [end_of_turn, end_of_text]
     results = _generate(model, tokenizer, records, batch_size=2)
     assert all((g.text, g.new_tokens) == ("", 1) for g in results.values())
 

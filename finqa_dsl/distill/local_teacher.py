@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from finqa_dsl.core.prompts import render_prompt
 from finqa_dsl.distill.chat_client import ChatRequest
 from finqa_dsl.inference.backend import GenerationSettings
-from finqa_dsl.inference.hf import generate
+from finqa_dsl.inference.engines import HFBackend
 from finqa_dsl.models.loading import load_model, load_tokenizer
 
 
@@ -19,15 +19,16 @@ class _Record:
 
 
 class LocalTeacher:
-    """Answers chat requests with a local model (hub id or folder), greedy, ``batch_size`` prompts at a time."""
+    """Answers chat requests with a local model (hub id or folder), greedy, ``batch_size`` prompts at a time, through
+    the project's inference engines (the shared few-shot prefix is encoded once)."""
 
     def __init__(self, model_name: str, *, max_new_tokens: int = 512, batch_size: int = 8):
         self.tokenizer = load_tokenizer(model_name)
-        self.model = load_model(model_name)
+        self.generate = HFBackend(load_model(model_name), self.tokenizer)  # auto: the shots' prefix encoded once
         self.settings = GenerationSettings(max_new_tokens=max_new_tokens, batch_size=batch_size)
 
     def __call__(self, requests: Sequence[ChatRequest]) -> Iterator[tuple[ChatRequest, str]]:
         by_id = {request.id: request for request in requests}
         records = [_Record(r.id, render_prompt(r.messages, self.tokenizer)) for r in requests]
-        for record, generation in generate(self.model, self.tokenizer, records, self.settings):
+        for record, generation in self.generate(records, self.settings):
             yield by_id[record.id], generation.text

@@ -12,6 +12,7 @@ from pathlib import Path
 from finqa_dsl.core.context import INPUT_MODES
 from finqa_dsl.core.errors import UsageError
 from finqa_dsl.core.prompts import TARGET_FIELDS
+from finqa_dsl.inference.backend import check_engine
 from finqa_dsl.models.options import BNB_QUANT_TYPES, DTYPES, PEFT_MODES
 from finqa_dsl.training.options import TARGET_ONLY, check_loss_implementation
 
@@ -82,6 +83,13 @@ class GenerationArguments:
     inference_backend: str = field(
         default="hf", metadata={"help": "hf | vllm (vLLM's offline engine: the vllm extra and an NVIDIA GPU)."}
     )
+    inference_engine: str = field(
+        default="auto",
+        metadata={"help": "auto | static | prefix | continuous. static: left-padded batches; prefix: the same over "
+                          "a KV cache of the prompts' shared prefix (instruction, few-shot exemplars), encoded "
+                          "once; continuous: transformers continuous batching. auto: static with beams, else "
+                          "prefix (README: Test inference engines)."},
+    )
 
 
 @dataclass
@@ -143,6 +151,10 @@ def validate(model: ModelArguments, data: DataArguments, generation: GenerationA
         raise UsageError(f"--max_seq_length {model.max_seq_length} leaves no room for a prompt: it must exceed "
                          f"--generation_max_new_tokens {generation.generation_max_new_tokens} (the prompt gets "
                          "the difference).")
+    try:
+        check_engine(generation.inference_engine, generation.generation_num_beams)
+    except ValueError as error:
+        raise UsageError(f"--inference_engine: {error}") from None
     if not generation.generation_do_sample and (
         generation.generation_temperature != 1.0 or generation.generation_top_p != 1.0
     ):

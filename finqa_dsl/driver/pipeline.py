@@ -26,7 +26,7 @@ from finqa_dsl.driver.arguments import (
     validate,
 )
 from finqa_dsl.driver.inputs import check_prompts_fit, load_splits
-from finqa_dsl.inference.hf import HFBackend
+from finqa_dsl.inference.engines import HFBackend
 from finqa_dsl.inference.predictions_file import finished_rows
 from finqa_dsl.models.source import check_model_source
 from finqa_dsl.runs import files as run_files
@@ -147,7 +147,7 @@ def run(model_args: ModelArguments, data_args: DataArguments, gen_args: Generati
     if test is not None:
         examples, records, truncation = test
         if gen_args.inference_backend == "hf":
-            backend = HFBackend(prepare_for_inference(model), tokenizer, progress_bar=main)
+            backend = HFBackend(prepare_for_inference(model), tokenizer)
         else:
             del model  # vLLM loads the weights itself
             trained = folder / run_files.FINAL_MODEL if training_args.do_train else Path(model_name)
@@ -216,12 +216,14 @@ def _generate_test_predictions(backend, examples, records, gen_args: GenerationA
     predictions file, split across the processes of ``state``."""
     from finqa_dsl.inference.backend import GenerationSettings
     from finqa_dsl.inference.distributed import generate_across_processes
+    from finqa_dsl.inference.stopping import stop_strings_for
 
     by_id = {example.id: example for example in examples}
     settings = GenerationSettings(
         max_new_tokens=gen_args.generation_max_new_tokens, num_beams=gen_args.generation_num_beams,
         temperature=gen_args.generation_temperature, top_p=gen_args.generation_top_p,
         do_sample=gen_args.generation_do_sample, batch_size=gen_args.inference_batch_size,
+        engine=gen_args.inference_engine, stop_strings=stop_strings_for(target_field),
     )
     with contextlib.ExitStack() as stack:
         sandbox = stack.enter_context(Sandbox()) if target_field == "code" else None

@@ -46,6 +46,7 @@ def configure_logging(training_args) -> None:
     logging.getLogger().setLevel(level)
     if not training_args.should_log:
         transformers_logging.disable_progress_bar()
+        os.environ["TQDM_DISABLE"] = "1"  # our own bars too (tqdm reads it when a bar is made)
 
 
 def from_main_process(state: PartialState, make: Callable[[], Path]) -> Path:

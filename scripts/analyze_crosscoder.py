@@ -62,11 +62,11 @@ def main(argv: list[str] | None = None) -> int:
             raise UsageError("--tokens and --batch_size must be positive")
         latents = parse_latents(args.latents)
         dashboard = bool(latents) or args.dashboard_latents > 0
+        if min(args.contexts, args.window + 1, args.dashboard_tokens, args.dashboard_latents + 1) < 1:
+            raise UsageError("--contexts, --dashboard_tokens must be positive, --window, --dashboard_latents >= 0")
         tokenizer_name = args.tokenizer or shards.manifest.get("metadata", {}).get("base_model")
         if dashboard and not tokenizer_name:
             raise UsageError(f"{args.activations}: the manifest names no base_model: pass --tokenizer")
-        if min(args.contexts, args.window + 1, args.dashboard_tokens, args.dashboard_latents + 1) < 1:
-            raise UsageError("--contexts, --dashboard_tokens must be positive, --window, --dashboard_latents >= 0")
     except (UsageError, FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from finqa_dsl.diffing import files
-from finqa_dsl.diffing.crosscoder import load_crosscoder
+from finqa_dsl.diffing.crosscoder import Crosscoder, CrosscoderConfig, load_crosscoder, save_crosscoder
 from finqa_dsl.diffing.dashboard import latent_activations, render_html
 from finqa_dsl.diffing.shards import ActivationShards, ShardWriter
 from finqa_dsl.diffing.synthetic import PlantedActivations, PlantedSpec
@@ -173,3 +173,17 @@ def test_a_script_error_is_caught(tmp_path):
     dom, console = render_in_chromium(page, tmp_path / "profile")
     assert any("Uncaught TypeError" in line for line in console)
     assert "data-rendered" not in dom
+
+
+def test_dashboard_flag_errors_come_in_one_line_before_any_work(tmp_path, capsys):
+    with ShardWriter(tmp_path / "acts", d_model=6, metadata={"layer": 0}) as writer:
+        writer.add(torch.randn(50, 2, 6), torch.arange(50), torch.zeros(50), torch.arange(50))
+    save_crosscoder(Crosscoder(CrosscoderConfig(d_model=6, dict_size=8, k=2)), tmp_path / "cc.pt")
+    common = [str(tmp_path / "cc.pt"), str(tmp_path / "acts"), "--output_dir", str(tmp_path / "out")]
+    for flags, message in ((["--latents", "1,x"], "--latents must be comma-separated integers"),
+                           ([], "the manifest names no base_model: pass --tokenizer"),
+                           (["--contexts", "0"], "--contexts")):
+        assert analyze_crosscoder.main([*common, *flags]) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "out").exists()

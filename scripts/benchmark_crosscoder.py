@@ -70,7 +70,9 @@ def main() -> None:
 
 def child(argv: list[str]) -> dict:
     done = subprocess.run([sys.executable, __file__, "--child", *argv], check=True, stdout=subprocess.PIPE, text=True)
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    row = json.loads(done.stdout.strip().splitlines()[-1])
+    print(json.dumps({"measurement": argv[:1], **row}), file=sys.stderr)  # kept even if a later one is cut short
+    return row
 
 
 def run_child(argv: list[str]) -> dict:

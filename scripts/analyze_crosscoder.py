@@ -4,7 +4,10 @@
     python scripts/analyze_crosscoder.py TRAIN_DIR_OR_CROSSCODER_PT ACTIVATIONS_DIR --output_dir OUT
 
 Writes OUT/summary.json and PNG plots (relative-norm histogram, shared-cosine histogram, Latent Scaling
-scatter of the fine-tuned-only latents), and prints the class counts.
+scatter of the fine-tuned-only latents), prints the class counts, and writes OUT/dashboard.html: the top
+token contexts, activation histogram and statistics of the --dashboard_latents most frequent latents of each
+class (fine-tuned-only, base-only, shared) or of --latents; tokens are decoded with the tokenizer of the
+manifest's base model (or --tokenizer).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from finqa_dsl.core.errors import UsageError
 from finqa_dsl.diffing import files
 from finqa_dsl.diffing.analysis import Thresholds, summarize, write_report
 from finqa_dsl.diffing.crosscoder import default_device, load_crosscoder
+from finqa_dsl.diffing.dashboard import build_dashboard, choose_latents, write_dashboard
 from finqa_dsl.diffing.shards import ActivationShards
 
 
@@ -33,6 +37,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--top", type=int, default=20, help="latents listed per class")
     p.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
+    p.add_argument("--dashboard_latents", type=int, default=4,
+                   help="dashboard: latents per class (0: no dashboard)")
+    p.add_argument("--latents", default=None, help="dashboard: these latents instead, e.g. 3,17,42")
+    p.add_argument("--contexts", type=int, default=8, help="dashboard: top contexts per latent")
+    p.add_argument("--window", type=int, default=12, help="dashboard: tokens shown either side of the maximum")
+    p.add_argument("--dashboard_tokens", type=int, default=1_000_000, help="dashboard: rows scanned, in file order")
+    p.add_argument("--tokenizer", default=None, help="dashboard: tokenizer (default: the manifest's base_model)")
     for name, value in asdict(Thresholds()).items():
         p.add_argument(f"--{name}", type=float, default=value)
     return p.parse_args(argv)
@@ -49,6 +60,13 @@ def main(argv: list[str] | None = None) -> int:
         batch_size = min(args.batch_size, shards.rows, args.tokens)
         if batch_size < 1:
             raise UsageError("--tokens and --batch_size must be positive")
+        latents = parse_latents(args.latents)
+        dashboard = bool(latents) or args.dashboard_latents > 0
+        if min(args.contexts, args.window + 1, args.dashboard_tokens, args.dashboard_latents + 1) < 1:
+            raise UsageError("--contexts, --dashboard_tokens must be positive, --window, --dashboard_latents >= 0")
+        tokenizer_name = args.tokenizer or shards.manifest.get("metadata", {}).get("base_model")
+        if dashboard and not tokenizer_name:
+            raise UsageError(f"{args.activations}: the manifest names no base_model: pass --tokenizer")
     except (UsageError, FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -64,7 +82,33 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps({key: summary[key] for key in ("tokens", "l0", "fve", "dead_latents", "counts")}))
     print(f"latent scaling: {summary['latent_scaling']['artefacts']} of "
           f"{summary['latent_scaling']['ft_only_latents']} fine-tuned-only latents flagged as artefacts")
+    if dashboard:
+        from finqa_dsl.models.loading import load_tokenizer
+
+        chosen = latents or choose_latents(summary, args.dashboard_latents)
+        if not chosen:
+            print("dashboard: no live latent in any class, nothing to show", file=sys.stderr)
+            return 0
+        scaling = {row["latent"]: row for row in summary["latent_scaling"]["per_latent"]}
+        try:
+            data = build_dashboard(crosscoder, shards, load_tokenizer(tokenizer_name), chosen, thresholds=thresholds,
+                                   scaling=scaling, max_tokens=args.dashboard_tokens, contexts=args.contexts,
+                                   window=args.window)
+        except ValueError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        print(write_dashboard(args.output_dir / files.DASHBOARD, data))
     return 0
+
+
+def parse_latents(text: str | None) -> list[int]:
+    """``"3,17,42"`` -> ``[3, 17, 42]``; None -> ``[]``."""
+    if text is None:
+        return []
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise UsageError(f"--latents must be comma-separated integers, got {text!r}") from None
 
 
 if __name__ == "__main__":

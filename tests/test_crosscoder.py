@@ -369,7 +369,7 @@ def test_train_and_analyze_scripts_on_planted_shards(planted, tmp_path, capsys):
     assert log[-1]["fve_base"] > log[0]["fve_base"]
 
     assert analyze_crosscoder.main([str(out), str(tmp_path / "acts"), "--output_dir", str(tmp_path / "report"),
-                                    "--tokens", "2000", "--batch_size", "500"]) == 0
+                                    "--tokens", "2000", "--batch_size", "500", "--dashboard_latents", "0"]) == 0
     summary = json.loads((tmp_path / "report" / files.SUMMARY).read_text())
     assert summary["tokens"] == 2000 and sum(summary["counts"].values()) == 64
     assert (tmp_path / "report" / files.DELTA_PLOT).is_file()

@@ -9,3 +9,4 @@ SUMMARY = "summary.json"  # analysis folder: counts, thresholds, latent scaling,
 DELTA_PLOT = "relative_norm_histogram.png"
 COSINE_PLOT = "shared_cosine_histogram.png"
 SCALING_PLOT = "latent_scaling.png"
+DASHBOARD = "dashboard.html"  # analysis folder: top contexts, histograms and statistics of chosen latents

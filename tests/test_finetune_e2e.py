@@ -122,7 +122,7 @@ def test_interrupted_test_inference_resumes_and_a_finished_run_is_kept(in_tmp, t
     ("flags", "message"),
     [
         (("--do_test", "--input_mode", "golden"), "--input_mode 'golden' is not one of"),
-        (("--do_test", "--target_field", "code"), "--target_field 'code' is not one of"),
+        (("--do_test", "--target_field", "python"), "--target_field 'python' is not one of"),
         (("--do_test", "--peft", "dora"), "--peft 'dora' is not one of"),
         ((), "Nothing to do"),
         (("--do_test", "--generation_temperature", "0.7"), "only apply with --generation_do_sample"),

@@ -103,7 +103,7 @@ def test_summarize_answer_rows_and_empty_input():
     assert summary[metrics.PROGRAM_ACCURACY] is None
     assert summarize([], "program")[metrics.EXECUTION_ACCURACY] is None
     with pytest.raises(ValueError, match="target_field"):
-        summarize([], "code")
+        summarize([], "python")
     with pytest.raises(ValueError, match="execution_correct"):
         summarize([{"id": "x"}], "program")
 

@@ -52,8 +52,9 @@ def test_targets(train):
     assert target_text(example, "program") == "divide(9896, 23.6%)"
     assert target_text(example, "numerical") == "41932.20339"
     assert target_text(example, "answer") == "41932"
-    with pytest.raises(ValueError, match="target_field must be one of program, numerical, answer"):
-        target_text(example, "code")
+    assert target_text(example, "code").startswith("```python\n") and "\nans = " in target_text(example, "code")
+    with pytest.raises(ValueError, match="target_field must be one of program, numerical, answer, code"):
+        target_text(example, "python")
     assert set(INSTRUCTIONS) == set(TARGET_FIELDS)
 
 

@@ -21,13 +21,12 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from finqa_dsl.sandbox import Sandbox
-
 from finqa_dsl.core.context import INPUT_MODES, ContextConfig
 from finqa_dsl.core.data import DatasetError, load_examples
 from finqa_dsl.core.errors import UsageError
 from finqa_dsl.distill.chat_client import Endpoint
 from finqa_dsl.distill.teacher_code import TEACHERS, choose_shots, generate_teacher_code, write_teacher_csv
+from finqa_dsl.sandbox import Sandbox
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -136,7 +136,8 @@ def test_as_a_script_an_unknown_hub_id_offline_and_a_missing_config_file_are_one
     assert "Traceback" not in result.stderr and not (tmp_path / "__output__").exists()
     result = run_script(tmp_path, str(tmp_path / "absent.json"))
     assert result.returncode == 2
-    assert f"error: {tmp_path / 'absent.json'}: no such arguments file" in result.stderr.splitlines()
+    expected = f"error: --config {tmp_path / 'absent.json'}: cannot read it (No such file or directory)."
+    assert expected in result.stderr.splitlines()
     assert "Traceback" not in result.stderr
 
 

@@ -119,3 +119,16 @@ def test_a_real_local_server_run_killed_with_sigkill_resumes_without_loss_or_dup
     rows = _csv_rows(output)
     assert len(rows) == 6 and all(row["teacher_error"] == "" for row in rows)
     assert all(int(row["completion_tokens"]) > 0 for row in rows)
+
+
+def test_a_local_model_teacher_answers_every_example_through_the_engines(tiny_model_dir, tmp_path, capsys):
+    output = tmp_path / "teacher.csv"
+    assert generate_teacher_code.main([str(SAMPLE / "dev.json"), "--output_file", str(output), "--teacher", "hf",
+                                       "--model", str(tiny_model_dir), "--max_examples", "3", "--max_tokens", "8",
+                                       "--num_shots", "1", "--input_mode", "gold"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert (summary["asked"], summary["teacher_errors"]) == (3, 0) and sum(summary["failure_reasons"].values()) == 3
+    rows = _csv_rows(output)
+    assert [row["id"] for row in rows] == [e.id for e in load_examples(SAMPLE / "dev.json")[:3]]
+    stream = read_jsonl_tolerant(output.with_suffix(".jsonl"))
+    assert all(row["reply"] is not None and row["teacher_error"] is None for row in stream)

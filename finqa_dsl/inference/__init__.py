@@ -1,1 +1,2 @@
-"""Test inference: batched generation streamed to a resumable predictions file."""
+"""Test inference: backends (HF engines, vLLM) whose generations stream to a resumable predictions file, split
+across processes under torchrun."""

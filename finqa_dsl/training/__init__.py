@@ -1,1 +1,1 @@
-"""Completion-only training data, batching and the HF Trainer run."""
+"""Completion-only training data, batching, the target-only loss and the HF Trainer run."""

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from finqa_dsl.core.errors import DatasetError
+from finqa_dsl.core.errors import DatasetError, record_frame
 
 GOLD_KEY = re.compile(r"(text|table)_(\d+)")
 YES_NO = ("yes", "no")
@@ -88,18 +88,7 @@ def read_records(path: str | os.PathLike) -> list[Any]:
 
 
 def _parse_record(record: Any, index: int, path: Path) -> Example:
-    if not isinstance(record, dict):
-        raise DatasetError(f"{path}: record #{index}: expected a JSON object, got {type(record).__name__}")
-    example_id = record.get("id")
-    if not isinstance(example_id, str) or not example_id:
-        raise DatasetError.for_field(path, f"#{index}", "id", "a non-empty string")
-
-    def fail(name: str, expected: str) -> DatasetError:
-        return DatasetError.for_field(path, example_id, name, expected)
-
-    qa = record.get("qa")
-    if not isinstance(qa, dict):
-        raise fail("qa", "an object with question, program and exe_ans")
+    example_id, qa, fail = record_frame(record, index, path)
     for name in ("question", "program"):
         if not isinstance(qa.get(name), str) or not qa[name].strip():
             raise fail(f"qa.{name}", "a non-empty string")

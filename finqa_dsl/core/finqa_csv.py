@@ -32,7 +32,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from finqa_dsl.core.dsl import NO, YES
-from finqa_dsl.core.errors import DatasetError
+from finqa_dsl.core.errors import DatasetError, record_frame
 
 COLUMNS = ("id", "pre_text", "post_text", "table", "question", "answer", "program", "exe_ans", "gold_inds")
 REQUIRED_COLUMNS = COLUMNS[:-1]  # a CSV without gold_inds reads as records without evidence
@@ -96,18 +96,7 @@ def _split_cells(line: str) -> list[str]:
 
 def record_row(record: Any, index: int, path: str | os.PathLike) -> dict[str, str]:
     """The CSV row of one official-format record; a record without the FinQA shape is a DatasetError."""
-    if not isinstance(record, dict):
-        raise DatasetError(f"{path}: record #{index}: expected a JSON object, got {type(record).__name__}")
-    record_id = record.get("id")
-    if not isinstance(record_id, str) or not record_id:
-        raise DatasetError.for_field(path, f"#{index}", "id", "a non-empty string")
-
-    def fail(name: str, expected: str) -> DatasetError:
-        return DatasetError.for_field(path, record_id, name, expected)
-
-    qa = record.get("qa")
-    if not isinstance(qa, dict):
-        raise fail("qa", "an object with question, program and exe_ans")
+    record_id, qa, fail = record_frame(record, index, path)
     for name in ("pre_text", "post_text"):
         if not _strings(record.get(name)):
             raise fail(name, "a list of strings")

@@ -107,18 +107,19 @@ def served_default_model():
         server.wait()
 
 
-def save_tiny_llama(folder: Path, tokenizer, hidden_size: int, intermediate_size: int) -> Path:
-    """A 2-layer random Llama with ``tokenizer`` (4 heads, 2 key/value heads) saved in ``folder``."""
+def save_tiny_llama(folder: Path, tokenizer, hidden_size: int, intermediate_size: int, **config) -> Path:
+    """A 2-layer random Llama with ``tokenizer`` (4 heads, 2 key/value heads) saved in ``folder``; ``config``
+    overrides LlamaConfig fields."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=intermediate_size,
+    llama = LlamaConfig(vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=intermediate_size,
                          num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
                          max_position_embeddings=2048, bos_token_id=tokenizer.bos_token_id,
                          eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-                         tie_word_embeddings=True)
-    LlamaForCausalLM(config).save_pretrained(folder)
+                         tie_word_embeddings=True, **config)
+    LlamaForCausalLM(llama).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
 

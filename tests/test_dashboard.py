@@ -18,7 +18,7 @@ from finqa_dsl.diffing.crosscoder import Crosscoder, CrosscoderConfig, load_cros
 from finqa_dsl.diffing.dashboard import latent_activations, render_html
 from finqa_dsl.diffing.shards import ActivationShards, ShardWriter
 from finqa_dsl.diffing.synthetic import PlantedActivations, PlantedSpec
-from finqa_dsl.models.default_model import DefaultModelUnavailable, default_model_path
+from finqa_dsl.models.default_model import default_model_path
 from scripts import analyze_crosscoder, train_crosscoder
 
 D, ROWS, SEQUENCE = 32, 32_768, 64
@@ -45,13 +45,8 @@ def page_data(page: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def tokenizer():
-    from transformers import AutoTokenizer
-
-    try:
-        return AutoTokenizer.from_pretrained(default_model_path())
-    except DefaultModelUnavailable as error:
-        pytest.skip(f"default model tokenizer unavailable: {error}")
+def tokenizer(default_tokenizer):
+    return default_tokenizer
 
 
 @pytest.fixture(scope="module")

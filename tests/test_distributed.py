@@ -11,13 +11,11 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-import torch
-from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+from conftest import save_tiny_llama
 
 from finqa_dsl.core.data import load_examples
 from finqa_dsl.core.io import read_jsonl_tolerant
 from finqa_dsl.inference.predictions_file import finished_ids, merge_shards, shard_path
-from finqa_dsl.models.default_model import DefaultModelUnavailable, default_model_path
 from finqa_dsl.runs import files as run_files
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -31,24 +29,11 @@ CPU = ["--use_cpu"]  # without a GPU, TrainingArguments joins the processes into
 
 
 @pytest.fixture(scope="module")
-def tiny_model_dir(tmp_path_factory) -> Path:
+def tiny_model_dir(tmp_path_factory, default_tokenizer) -> Path:
     """A 2-layer random Llama (hidden sizes multiples of 64) with the default model's real tokenizer; weights
     drawn wide enough that greedy decoding writes varied text, so comparing generations means something."""
-    try:
-        tokenizer_source = default_model_path()
-    except DefaultModelUnavailable as error:
-        pytest.skip(f"default model tokenizer unavailable: {error}")
-    folder = tmp_path_factory.mktemp("tiny-llama-64")
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_source)
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
-                         initializer_range=0.2, bos_token_id=tokenizer.bos_token_id,
-                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-                         tie_word_embeddings=True)
-    LlamaForCausalLM(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
+    return save_tiny_llama(tmp_path_factory.mktemp("tiny-llama-64"), default_tokenizer, 64, 128,
+                           initializer_range=0.2)
 
 
 def finetune(cwd: Path, *flags: str, processes: int = 2) -> subprocess.CompletedProcess:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+from transformers import LlamaConfig, LlamaForCausalLM
 
 from finqa_dsl.core.context import ContextConfig
 from finqa_dsl.core.data import load_examples
@@ -21,16 +21,13 @@ from finqa_dsl.inference.engines import HFBackend, resolve_engine
 from finqa_dsl.inference.predictions_file import generate_to_file
 from finqa_dsl.inference.prefix_cache import shared_prefix_length
 from finqa_dsl.inference.stopping import StopRule, stop_strings_for
-from finqa_dsl.models.default_model import DefaultModelUnavailable, default_model_path
+from finqa_dsl.models.default_model import default_model_path
 from tests.test_finetune_e2e import SAMPLE
 
 
 @pytest.fixture(scope="module")
-def tokenizer():
-    try:
-        return AutoTokenizer.from_pretrained(default_model_path())
-    except DefaultModelUnavailable as error:
-        pytest.skip(f"default model tokenizer unavailable: {error}")
+def tokenizer(default_tokenizer):
+    return default_tokenizer
 
 
 @pytest.fixture(scope="module")

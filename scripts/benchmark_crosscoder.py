@@ -8,7 +8,8 @@ output. Its tokens/s counts rows written per second of the whole command, model 
 (``load_s`` measures loading two models alone). Training: scripts/train_crosscoder.py on the rows collected
 for the largest N.
 
-    python scripts/benchmark_crosscoder.py [--num_examples 16,64,256] [--layer 15] [--dict_size 2048 --k 32]
+    python scripts/benchmark_crosscoder.py [--num_examples 16,64,256] [--rows_per_shard 4096] [--layer 15] \\
+        [--dict_size 2048 --k 32]
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ def main() -> None:
     p.add_argument("--num_examples", default="16,64,256")
     p.add_argument("--layer", type=int, default=15)
     p.add_argument("--batch_size", type=int, default=8)
+    p.add_argument("--rows_per_shard", type=int, default=4096,
+                   help="collect_activations.py's flag; small, so that every N fills shards and the peak shows "
+                        "whether memory stays flat")
     p.add_argument("--dict_size", type=int, default=2048)
     p.add_argument("--k", type=int, default=32)
     p.add_argument("--train_batch_size", type=int, default=512)
@@ -52,10 +56,13 @@ def main() -> None:
             out = Path(tmp) / f"acts-{n}"
             row = child(["collect", "--ft_model", ft, "--data_file", args.data_file, "--num_examples", str(n),
                          "--layer", str(args.layer), "--site", "mlp", "--batch_size", str(args.batch_size),
-                         "--dtype", "float32", "--output_dir", str(out)])
-            rows = json.loads((out / "manifest.json").read_text())["rows"]
-            results["collection"].append({"examples": n, "rows": rows, "seconds": row["seconds"],
-                                          "tokens_per_s": rows / row["seconds"], "peak_rss_gb": row["peak_rss_gb"]})
+                         "--dtype", "float32", "--rows_per_shard", str(args.rows_per_shard),
+                         "--output_dir", str(out)])
+            manifest = json.loads((out / "manifest.json").read_text())
+            rows = manifest["rows"]
+            results["collection"].append({"examples": n, "rows": rows, "shards": len(manifest["shards"]),
+                                          "seconds": row["seconds"], "tokens_per_s": rows / row["seconds"],
+                                          "peak_rss_gb": row["peak_rss_gb"]})
         row = child(["train", str(out), "--output_dir", str(Path(tmp) / "cc"), "--dict_size", str(args.dict_size),
                      "--k", str(args.k), "--batch_size", str(args.train_batch_size), "--steps", str(args.train_steps),
                      "--warmup_steps", "10", "--threshold_start_step", str(args.train_steps // 2),

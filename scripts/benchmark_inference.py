@@ -1,5 +1,7 @@
-"""Test-inference throughput, side by side on the same model and prompts: the seed's one-by-one loop, today's
-static batches, and the inference engines (shared-prefix cache, continuous batching).
+"""Test-inference throughput, side by side on the same model and prompts: the seed's one-by-one loop, static
+batches as they were before the engines (``--static_batch_size`` prompts, every batch decoding until its longest
+generation ends, no stop strings), and the engines as the driver runs them (``--batch_size`` prompts, finished rows
+leaving their batch every 16 tokens, the target's stop strings): static, prefix (shared-prefix cache), continuous.
 
 Model: the default SmolLM2-135M-Instruct when prepared, else a tiny random Llama (as benchmark_training.py).
 Prompts: FinQA/sample/test.json, gold context, program target, rendered with the model's chat template;
@@ -9,8 +11,8 @@ in one process (ratios come from one run on whatever load the machine has). The 
 ``model.generate`` on one tokenised prompt at a time. Generations are compared with the first path's of the
 same prompts (``differ``: how many are not identical). Prints one JSON object.
 
-    python scripts/benchmark_inference.py [--num_examples 16] [--few_shot_k 4] \\
-        [--zero_shot_paths one_by_one,static,prefix] [--few_shot_paths static,prefix]
+    python scripts/benchmark_inference.py [--num_examples 16] [--few_shot_k 4] [--batch_size 32] \\
+        [--zero_shot_paths one_by_one,static_before,prefix] [--few_shot_paths static_before,prefix]
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from finqa_dsl.inference.hf import generation_config  # noqa: E402
 from finqa_dsl.inference.prefix_cache import shared_prefix_length  # noqa: E402
 from finqa_dsl.inference.stopping import stop_strings_for  # noqa: E402
 
-PATHS = ("one_by_one", "static", "prefix", "continuous")
+PATHS = ("one_by_one", "static_before", "static", "prefix", "continuous")
 
 
 def main() -> None:
@@ -46,12 +48,16 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--test_file", default=str(REPO / "FinQA" / "sample" / "test.json"))
     parser.add_argument("--train_file", default=str(REPO / "FinQA" / "sample" / "train.json"))
-    parser.add_argument("--batch_size", type=int, default=16, help="The driver's --inference_batch_size default.")
+    parser.add_argument("--batch_size", type=int, default=32, help="The driver's --inference_batch_size default.")
+    parser.add_argument("--static_batch_size", type=int, default=16,
+                        help="static_before's batch size: the driver's default before the engines.")
     parser.add_argument("--max_new_tokens", type=int, default=128, help="The seed's default.")
     parser.add_argument("--num_examples", type=int, default=0, help="First N test examples (0: all).")
     parser.add_argument("--few_shot_k", type=int, default=4)
-    parser.add_argument("--zero_shot_paths", default="one_by_one,static,prefix", help=f"Of: {', '.join(PATHS)}.")
-    parser.add_argument("--few_shot_paths", default="static,prefix", help="Same; empty: no few-shot run.")
+    parser.add_argument("--zero_shot_paths", default="one_by_one,static_before,static,prefix",
+                        help=f"Of: {', '.join(PATHS)}.")
+    parser.add_argument("--few_shot_paths", default="static_before,static,prefix",
+                        help="Same; empty: no few-shot run.")
     args = parser.parse_args()
 
     model, tokenizer, model_name = load_model_and_tokenizer()
@@ -77,7 +83,7 @@ def main() -> None:
         "benchmark": "test inference examples/s by path (one run each, one process)",
         "model": model_name, "device": str(model.device), "torch_threads": torch.get_num_threads(),
         "test_file": args.test_file, "examples": len(examples), "max_new_tokens": args.max_new_tokens,
-        "batch_size": args.batch_size, "runs": runs,
+        "batch_size": args.batch_size, "static_before_batch_size": args.static_batch_size, "runs": runs,
         "load_average_1m_before_after": [round(load_before, 2), round(os.getloadavg()[0], 2)],
     }, indent=2))
 
@@ -101,14 +107,17 @@ def compare(model, tokenizer, records, paths: list[str], args) -> dict:
 
 
 def generate_with(path: str, model, tokenizer, records, args) -> dict[str, str]:
-    """``path``'s generation text per record id. ``static`` is the engine as it was (no stop strings); the
-    newer engines stop at the program target's stop strings as the driver runs them."""
+    """``path``'s generation text per record id. ``static_before`` is the static engine as it was (its batch
+    size, no stop strings, no rows leaving); the engines run as the driver runs them."""
     if path == "one_by_one":
         config = generation_config(model, tokenizer, GenerationSettings(max_new_tokens=args.max_new_tokens))
         return {record.id: seed_generate(model, tokenizer, record.prompt, config) for record in records}
-    stops = () if path == "static" else stop_strings_for("program")
-    settings = GenerationSettings(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, engine=path,
-                                  stop_strings=stops)
+    if path == "static_before":
+        settings = GenerationSettings(max_new_tokens=args.max_new_tokens, batch_size=args.static_batch_size,
+                                      engine="static", exit_every=0)
+    else:
+        settings = GenerationSettings(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, engine=path,
+                                      stop_strings=stop_strings_for("program"))
     return {record.id: generation.text for record, generation in HFBackend(model, tokenizer)(records, settings)}
 
 

@@ -1,8 +1,9 @@
 """Peak memory and tokens/s of training with the full-logit loss vs the target-only loss (--loss_implementation).
 
-Two models, full fine-tune, batch 4 x 512 (every batch padded to 512 tokens), the same completion-only
-examples for both losses (FinQA/sample/train.json, gold context, program target; prompts fitted into
-512 - 128 tokens as the driver does with --max_seq_length 512 --generation_max_new_tokens 128):
+Two models, full fine-tune and LoRA (the driver's defaults: r=16, alpha 32, all linear layers), batch 4 x 512
+(every batch padded to 512 tokens), the same completion-only examples for both losses (FinQA/sample/train.json,
+gold context, program target; prompts fitted into 512 - 128 tokens as the driver does with --max_seq_length 512
+--generation_max_new_tokens 128):
 
   smollm2     the default model, SmolLM2-135M-Instruct, real weights, its float32 checkpoint dtype
   gemma3      a Gemma-3-shaped model with random weights: gemma-3-1b-it's configuration (hidden 1,152, 4 heads of
@@ -10,18 +11,21 @@ examples for both losses (FinQA/sample/train.json, gold context, program target;
               checkpoint's dtype, which the driver's --torch_dtype auto keeps) with --gemma_layers layers instead
               of 26, and gemma-3-1b-it's real tokenizer
 
-Each (model, loss) runs in its own process, so its peak resident memory (ru_maxrss) is its own; the Trainer is
-the driver's (finqa_dsl.training.target_loss.trainer_class). tokens/s counts the real (non-padding) tokens of the
-steps after the first (the first step warms up). The first step's loss is computed before any update, so it
-compares the two losses exactly; later steps follow AdamW from slightly different float roundings. Prints one JSON
-object.
+Both are loaded by the driver's ``load_model`` (the Gemma-3-shaped one from a scratch folder it is saved to).
+Each (model, fine-tune, loss) runs in its own process, so its peak resident memory (ru_maxrss) is its own; the
+Trainer is the driver's (finqa_dsl.training.target_loss.trainer_class). tokens/s counts the real (non-padding)
+tokens of the steps after the first (the first step warms up). The first step's loss is computed before any
+update, so it compares the two losses exactly; later steps follow AdamW from slightly different float roundings.
+Prints one JSON object.
 
-    python scripts/benchmark_target_loss.py [--models smollm2,gemma3] [--steps 4] [--gemma_layers 2]
+    python scripts/benchmark_target_loss.py [--models smollm2,gemma3] [--peft none,lora] [--steps 4] \\
+        [--gemma_layers 2]
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import resource
@@ -49,33 +53,36 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--train_file", default=str(REPO / "FinQA" / "sample" / "train.json"))
     parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--peft", default="none,lora", help="none (full fine-tune) | lora, comma-separated.")
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--batch_size", type=int, default=4)
     parser.add_argument("--seq_length", type=int, default=512)
     parser.add_argument("--gemma_layers", type=int, default=2)
-    parser.add_argument("--run", help=argparse.SUPPRESS)  # "model,loss": run one configuration in this process
+    parser.add_argument("--run", help=argparse.SUPPRESS)  # "model,peft,loss": one configuration in this process
     args = parser.parse_args()
     if args.run:
         print(json.dumps(run_one(*args.run.split(","), args)))
         return
-    results = [run_in_subprocess(model, loss, args) for model in args.models.split(",") for loss in LOSSES]
+    results = [run_in_subprocess(model, peft, loss, args)
+               for model, peft, loss in itertools.product(args.models.split(","), args.peft.split(","), LOSSES)]
     print(json.dumps(summarize(results, args), indent=2))
 
 
-def run_in_subprocess(model: str, loss: str, args: argparse.Namespace) -> dict:
-    command = [sys.executable, __file__, "--run", f"{model},{loss}", "--train_file", args.train_file,
+def run_in_subprocess(model: str, peft: str, loss: str, args: argparse.Namespace) -> dict:
+    command = [sys.executable, __file__, "--run", f"{model},{peft},{loss}", "--train_file", args.train_file,
                "--steps", str(args.steps), "--batch_size", str(args.batch_size),
                "--seq_length", str(args.seq_length), "--gemma_layers", str(args.gemma_layers)]
-    print(f"running {model} {loss} ...", file=sys.stderr, flush=True)
+    print(f"running {model} peft={peft} {loss} ...", file=sys.stderr, flush=True)
     done = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def summarize(results: list[dict], args: argparse.Namespace) -> dict:
     comparisons = {}
-    for model in args.models.split(","):
-        full, target = (next(r for r in results if r["model"] == model and r["loss"] == loss) for loss in LOSSES)
-        comparisons[model] = {
+    for model, peft in itertools.product(args.models.split(","), args.peft.split(",")):
+        full, target = (next(r for r in results if (r["model"], r["peft"], r["loss"]) == (model, peft, loss))
+                        for loss in LOSSES)
+        comparisons[f"{model} peft={peft}"] = {
             "peak_rss_full_over_target_only": round(full["peak_rss_bytes"] / target["peak_rss_bytes"], 2),
             "training_rss_increase_full_over_target_only": round(
                 full["peak_rss_increase_bytes"] / target["peak_rss_increase_bytes"], 2),
@@ -94,7 +101,7 @@ def summarize(results: list[dict], args: argparse.Namespace) -> dict:
     }
 
 
-def run_one(model_name: str, loss: str, args: argparse.Namespace) -> dict:
+def run_one(model_name: str, peft: str, loss: str, args: argparse.Namespace) -> dict:
     import psutil
     import torch
     from transformers import TrainerCallback, TrainingArguments
@@ -106,7 +113,7 @@ def run_one(model_name: str, loss: str, args: argparse.Namespace) -> dict:
     from finqa_dsl.training.target_loss import trainer_class
     from finqa_dsl.training.trainer import CompletionCollator, build_train_dataset
 
-    model, tokenizer, description = load(model_name, args.gemma_layers)
+    model, tokenizer, description = load(model_name, peft, args.gemma_layers)
     needed = args.steps * args.batch_size
     records, _ = build_prompt_records(load_examples(args.train_file), target_field="program",
                                       context_config=ContextConfig(input_mode="gold"), tokenizer=tokenizer,
@@ -141,7 +148,9 @@ def run_one(model_name: str, loss: str, args: argparse.Namespace) -> dict:
     targets = sum(sum(label != -100 for label in labels[1:]) for labels in dataset["labels"])
     peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     return {
-        "model": model_name, "description": description, "loss": used, "dtype": str(model.dtype),
+        "model": model_name, "description": description, "peft": peft, "loss": used,
+        "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "dtype": str(model.dtype),
         "device": "cuda" if torch.cuda.is_available() else "cpu", "torch_threads": torch.get_num_threads(),
         "examples": needed, "real_tokens": sum(lengths), "target_tokens": targets,
         "target_fraction": round(targets / sum(lengths), 3), "first_step_seconds": round(step_ends[0] - began, 2),
@@ -151,19 +160,23 @@ def run_one(model_name: str, loss: str, args: argparse.Namespace) -> dict:
     }
 
 
-def load(name: str, gemma_layers: int):
+def load(name: str, peft: str, gemma_layers: int):
+    """The model as the driver loads it for ``peft``, its tokenizer and a description."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, Gemma3TextConfig
 
     from finqa_dsl.models.default_model import default_model_path
+    from finqa_dsl.models.loading import load_model
 
     if name == "smollm2":
         folder = default_model_path()
-        model = AutoModelForCausalLM.from_pretrained(folder, dtype="auto", attn_implementation="sdpa")
+        model = load_model(str(folder), peft=peft, attn_implementation="sdpa")
         return model, AutoTokenizer.from_pretrained(folder), f"{folder.name} (real weights)"
     torch.manual_seed(0)
     config = Gemma3TextConfig(**GEMMA3_1B, num_hidden_layers=gemma_layers, attn_implementation="eager")
-    model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
+    with tempfile.TemporaryDirectory() as scratch:
+        AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16).save_pretrained(scratch)
+        model = load_model(scratch, peft=peft, attn_implementation="eager")
     return (model, AutoTokenizer.from_pretrained(GEMMA_TOKENIZER),
             f"gemma-3-1b-it shape, {gemma_layers} layers, random weights")
 

@@ -87,6 +87,29 @@ def test_every_engine_gives_the_one_by_one_greedy_outputs_of_the_real_default_mo
         assert _outputs(_run(model, tokenizer, records, engine=engine, max_new_tokens=12)) == one_by_one, engine
 
 
+@pytest.mark.parametrize("engine", ["static", "prefix"])
+def test_finished_rows_leave_the_batch_with_the_same_outputs(model, tokenizer, zero_shot, engine):
+    """A stop string that some generations reach early: with rows leaving every 2 tokens the outputs are those of
+    one uninterrupted call and of one prompt at a time, fewer tokens go through the model, and a row that stopped
+    early reports a shorter latency than a batch-mate that ran to max_new_tokens."""
+    unstopped = [g.text for g in _run(model, tokenizer, zero_shot, engine="static", max_new_tokens=24).values()]
+    stop = next(piece for text in unstopped for piece in (text[i:i + 5] for i in range(0, len(text) - 5, 3))
+                if 2 <= sum(piece in t for t in unstopped) < len(unstopped) and piece.strip() == piece)
+    settings = {"max_new_tokens": 24, "stop_strings": (stop,), "batch_size": len(zero_shot)}
+    one_by_one = _outputs(_run(model, tokenizer, zero_shot, engine="static", **{**settings, "batch_size": 1}))
+    embedded = {}
+    for exit_every in (0, 2):
+        counted, handle = _count_embedded_tokens(model)
+        results = _run(model, tokenizer, zero_shot, engine=engine, exit_every=exit_every, **settings)
+        handle.remove()
+        embedded[exit_every] = sum(counted)
+        assert _outputs(results) == one_by_one, exit_every
+    assert embedded[2] < embedded[0]
+    early = [g.latency_ms for g in results.values() if g.new_tokens < 24]
+    full = [g.latency_ms for g in results.values() if g.new_tokens == 24]
+    assert early and full and max(early) < min(full)
+
+
 def _count_embedded_tokens(model):
     counted = []
     handle = model.get_input_embeddings().register_forward_hook(lambda _m, args, _o: counted.append(args[0].numel()))

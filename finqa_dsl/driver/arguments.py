@@ -77,7 +77,7 @@ class GenerationArguments:
     generation_top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling mass."})
     generation_do_sample: bool = field(default=False, metadata={"help": "Sample instead of greedy/beam."})
     inference_batch_size: int = field(
-        default=16,
+        default=32,
         metadata={"help": "Test prompts generated together. 1 gives true single-stream latency per example."},
     )
     inference_backend: str = field(

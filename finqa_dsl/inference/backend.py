@@ -13,14 +13,14 @@ from typing import Any, Protocol
 
 ENGINES = ("auto", "static", "prefix", "continuous")  # see finqa_dsl.inference.engines
 PER_EXAMPLE = "per_example"  # batch size 1: latency_ms is the example's own single-stream latency
-BATCH_WALL_TIME = "batch_wall_time"  # batch size > 1: latency_ms is the wall time of the example's batch
+BATCH_WALL_TIME = "batch_wall_time"  # batch size > 1: latency_ms runs from its batch's start until it left the batch
 IN_FLIGHT = "in_flight"  # continuous batching: latency_ms is the time from the example's admission to its last token
 
 
 @dataclass(frozen=True)
 class GenerationSettings:
     """Decoding knobs (the seed's ``--generation_*`` flags), the inference batch size, the engine
-    (:data:`ENGINES`) and the target's stop strings."""
+    (:data:`ENGINES`), the target's stop strings and how often finished rows leave a static batch."""
 
     max_new_tokens: int = 128
     num_beams: int = 1
@@ -30,6 +30,7 @@ class GenerationSettings:
     batch_size: int = 16
     engine: str = "auto"
     stop_strings: tuple[str, ...] = ()
+    exit_every: int = 16  # static/prefix: new tokens between removals of finished rows from a batch (0: never)
 
     def __post_init__(self):
         check_engine(self.engine, self.num_beams)

@@ -17,7 +17,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
-from transformers import DynamicCache, GenerationConfig
+from transformers import DynamicCache
 
 from finqa_dsl.core.chat import encode_prompt
 from finqa_dsl.inference.backend import Generation, GenerationSettings
@@ -53,19 +53,16 @@ def generate(model, tokenizer, records: Sequence,
     length = shared_prefix_length(encoded)
     prefix = encoded[0][:length] if encoded else []
     cache = prefix_cache(model, prefix) if length else None
-    device = next(model.parameters()).device
 
-    def run(prompts: list[list[int]], config: GenerationConfig) -> list[list[int]]:
-        suffix_ids, suffix_mask = left_pad([p[length:] for p in prompts], config.pad_token_id)
+    def prepare(prompts: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, DynamicCache | None]:
+        suffix_ids, suffix_mask = left_pad([p[length:] for p in prompts], pad_id)
         rows = len(prompts)
         input_ids = torch.cat([torch.tensor([prefix] * rows, dtype=torch.long).view(rows, length), suffix_ids], 1)
         attention_mask = torch.cat([torch.ones(rows, length, dtype=torch.long), suffix_mask], 1)
-        past = None
-        if cache is not None:
-            past = copy.deepcopy(cache)
-            past.batch_repeat_interleave(rows)
-        output = model.generate(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device),
-                                cache=past, generation_config=config, tokenizer=tokenizer)
-        return output[:, input_ids.shape[1]:].tolist()
+        if cache is None:
+            return input_ids, attention_mask, None
+        past = copy.deepcopy(cache)
+        past.batch_repeat_interleave(rows)
+        return input_ids, attention_mask, past
 
-    return batched(model, tokenizer, records, encoded, settings, run, setup_seconds=time.perf_counter() - began)
+    return batched(model, tokenizer, records, encoded, settings, prepare, setup_seconds=time.perf_counter() - began)

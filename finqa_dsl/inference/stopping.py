@@ -53,6 +53,10 @@ class StopRule:
             return n
         return next(i for i in range(1, before + 1) if self._written(ids[:i], tokenizer))
 
+    def stopped(self, ids: Sequence[int], tokenizer) -> bool:
+        """Whether ``ids`` hold a stop (a stop token, or the text of a stop string)."""
+        return any(token in self.token_ids for token in ids) or bool(self.strings) and self._written(ids, tokenizer)
+
     def _written(self, ids: Sequence[int], tokenizer) -> bool:
         """Whether the text of ``ids`` holds a stop string. Special tokens count as their text, as in
         transformers' stop-string criteria (``<|endoftext|>`` is one token for some tokenizers)."""

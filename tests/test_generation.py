@@ -76,7 +76,10 @@ def test_latency_fields_say_what_they_measure(model, tokenizer, records):
     batched = _generate(model, tokenizer, records, batch_size=3)
     assert all(g.latency_mode == BATCH_WALL_TIME and g.latency_ms > 0 for g in batched.values())
     assert sorted(g.batch_size for g in batched.values()) == [2, 2, 3, 3, 3]
-    assert len({g.latency_ms for g in batched.values()}) == 2  # one wall time per batch
+    batch_times = {g.latency_ms for g in batched.values()}
+    assert len(batch_times) == 2  # all rows of a batch left it together
+    assert sum(g.share_ms for g in batched.values()) == pytest.approx(sum(batch_times))
+    assert [g.share_ms for g in single.values()] == [g.latency_ms for g in single.values()]
 
 
 def test_prompts_are_encoded_as_in_training_and_batches_go_longest_first(model, tokenizer, records,
@@ -165,7 +168,7 @@ def test_generate_to_file_streams_and_resumes_skipping_finished_ids(tmp_path, mo
     assert sorted(row["id"] for row in rows) == sorted(r.id for r in records)
     assert all(json.loads(line) for line in path.read_text().splitlines())  # the torn line is gone
     assert set(rows[-1]) == {"id", "question", "prompt", "generation", "new_tokens", "latency_ms",
-                             "latency_mode", "batch_size", "executed"}
+                             "latency_mode", "batch_size", "share_ms", "executed"}
 
     again = generate_to_file(HFBackend(model, tokenizer), records, path, settings=settings)
     assert (again.generated, again.skipped) == (0, 5)

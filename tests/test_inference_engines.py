@@ -108,6 +108,7 @@ def test_finished_rows_leave_the_batch_with_the_same_outputs(model, tokenizer, z
     early = [g.latency_ms for g in results.values() if g.new_tokens < 24]
     full = [g.latency_ms for g in results.values() if g.new_tokens == 24]
     assert early and full and max(early) < min(full)
+    assert sum(g.share_ms for g in results.values()) == pytest.approx(max(full))  # the batch's wall time
 
 
 def _count_embedded_tokens(model):
@@ -194,7 +195,7 @@ def test_predictions_file_and_resume_are_the_same_with_every_engine(tmp_path, mo
     assert (first.generated, stats.generated, stats.skipped) == (2, 3, 2)
     assert sorted(row["id"] for row in rows) == sorted(r.id for r in zero_shot)
     assert all(set(row) == {"id", "question", "prompt", "generation", "new_tokens", "latency_ms", "latency_mode",
-                            "batch_size"} for row in rows)
+                            "batch_size", "share_ms"} for row in rows)
     assert all(row["latency_mode"] == mode and row["latency_ms"] > 0 and row["batch_size"] in (1, 2) for row in rows)
     static = _outputs(_run(model, tokenizer, zero_shot, engine="static", max_new_tokens=3))
     assert {row["id"]: (row["generation"], row["new_tokens"]) for row in rows} == static

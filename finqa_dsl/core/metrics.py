@@ -48,7 +48,7 @@ UNPARSEABLE = "unparseable"  # a failure reason: the answer is neither a number 
 LATENCY_KEYS = ("avg", "p50", "p90", "p95", "p99", "total")
 LATENCY_METRIC_PREFIX = "inference_latency_ms_"  # + a latency key, over every row of the predictions file
 # Inference totals. Over every row of the predictions file, like N and the latencies, resumed rows included:
-INFERENCE_TOTAL_SECONDS = "inference_total_seconds"  # sum of the rows' batch wall times
+INFERENCE_TOTAL_SECONDS = "inference_total_seconds"  # sum of the rows' share_ms: the generation wall time
 INFERENCE_NEW_TOKENS = "inference_new_tokens"
 INFERENCE_EXAMPLES_RESUMED = "inference_examples_resumed"  # rows an earlier, interrupted run wrote
 # Over what this run generated (the rows not resumed):
@@ -287,14 +287,13 @@ def inference_totals(rows: Sequence[Mapping[str, Any]], *, generated: int, sessi
     """Latency statistics and inference totals over every predictions row (resumed ones included), beside
     what this run generated (``generated`` rows in ``session_seconds``, ``session_new_tokens``).
 
-    A row's ``latency_ms`` is the wall time of the batch it was generated in, shared by its ``batch_size``
-    members, so the rows' batch wall times add up to ``sum(latency_ms / batch_size)``.
+    ``inference_total_seconds`` adds up the rows' ``share_ms`` (their parts of the generation wall time).
     """
     latencies = [row[row_keys.LATENCY_MS] for row in rows]
     stats = latency_stats(latencies)
     return {
         **{LATENCY_METRIC_PREFIX + key: value for key, value in stats.items() if key != "total"},
-        INFERENCE_TOTAL_SECONDS: sum(row[row_keys.LATENCY_MS] / row[row_keys.BATCH_SIZE] for row in rows) / 1000,
+        INFERENCE_TOTAL_SECONDS: sum(row[row_keys.SHARE_MS] for row in rows) / 1000,
         INFERENCE_NEW_TOKENS: sum(row[row_keys.NEW_TOKENS] for row in rows),
         INFERENCE_EXAMPLES_RESUMED: len(rows) - generated,
         INFERENCE_EXAMPLES_GENERATED: generated,

@@ -58,6 +58,7 @@ class Generation:
     latency_ms: float  # see PER_EXAMPLE / BATCH_WALL_TIME
     latency_mode: str
     batch_size: int  # members of the batch it was generated in
+    share_ms: float  # its part of the generation wall time: the shares of all rows add up to it
 
 
 class Backend(Protocol):

@@ -5,11 +5,13 @@ Prompts are encoded as in training and all queued at once; each result is yielde
 finishes, so the predictions file streams and resumes as with the static engine. Stop strings are applied to
 the returned tokens by the same :class:`~finqa_dsl.inference.stopping.StopRule` (the manager stops at the stop
 tokens only). ``latency_ms`` is the request's time in flight (admitted to last token, sharing every step with
-the other requests in flight); ``batch_size`` is the most requests in one step (``settings.batch_size``).
+the other requests in flight); ``batch_size`` is the most requests in one step (``settings.batch_size``);
+``share_ms`` is the wall time from the previous result (or the start) to this one.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -52,6 +54,7 @@ def generate(model, tokenizer, records: Sequence,
             tqdm(total=len(records), unit="ex", desc="generate") as progress:
         request_ids = manager.add_requests(encoded, max_new_tokens=settings.max_new_tokens)
         by_request = dict(zip(request_ids, records, strict=True))
+        previous = time.perf_counter()
         while by_request:
             result = manager.get_result(timeout=1)
             if result is None:
@@ -66,6 +69,8 @@ def generate(model, tokenizer, records: Sequence,
             n = rule.length(ids, tokenizer)
             text = tokenizer.decode(ids[:n], skip_special_tokens=True).strip()
             began, ended = result.lifespan
+            now = time.perf_counter()
             yield by_request.pop(result.request_id), Generation(text, n, (ended - began) * 1000, IN_FLIGHT,
-                                                                settings.batch_size)
+                                                                settings.batch_size, (now - previous) * 1000)
+            previous = now
             progress.update(1)

@@ -66,8 +66,9 @@ def generate(model, tokenizer, records: Sequence,
 def batched(model, tokenizer, records: Sequence, encoded: list[list[int]], settings: GenerationSettings,
             prepare: BatchInputs, *, setup_seconds: float = 0.0) -> Iterator[tuple[Any, Generation]]:
     """Sort the encoded prompts longest first, generate each batch from ``prepare``'s inputs, cut at the stop
-    rule, decode and time. A row's ``latency_ms`` runs from its batch's start until it left the batch;
-    ``setup_seconds`` (work done once for all batches before this call) is added to the first batch's."""
+    rule, decode and time. A row's ``latency_ms`` runs from its batch's start until it left the batch, its
+    ``share_ms`` is its even part of every generate call it was in; ``setup_seconds`` (work done once for all
+    batches before this call) counts as part of the first batch."""
     config = generation_config(model, tokenizer, settings)
     rule = stop_rule(model, tokenizer, settings)
     order = sorted(range(len(records)), key=lambda i: -len(encoded[i]))
@@ -80,23 +81,24 @@ def batched(model, tokenizer, records: Sequence, encoded: list[list[int]], setti
             setup_seconds = 0.0
             input_ids, attention_mask, cache = prepare([encoded[i] for i in members], config.pad_token_id)
             rows = generate_leaving(model, tokenizer, input_ids.to(device), attention_mask.to(device), cache,
-                                    config, rule, settings.exit_every)
-            for row, ids, left_at in rows:
+                                    config, rule, settings.exit_every, began)
+            for row, ids, left_at, share in rows:
                 text = tokenizer.decode(ids, skip_special_tokens=True).strip()
-                latency_ms = (left_at - began) * 1000
-                yield records[members[row]], Generation(text, len(ids), latency_ms, settings.latency_mode,
-                                                        len(members))
+                yield records[members[row]], Generation(text, len(ids), (left_at - began) * 1000,
+                                                        settings.latency_mode, len(members), share * 1000)
                 progress.update(1)
 
 
 def generate_leaving(model, tokenizer, input_ids: torch.Tensor, attention_mask: torch.Tensor, cache: Cache | None,
-                     config: GenerationConfig, rule: StopRule,
-                     exit_every: int) -> Iterator[tuple[int, list[int], float]]:
-    """Yield ``(row, generated ids up to the stop, time.perf_counter() when it left)`` for every row of the batch
-    as it finishes. Generation runs
-    ``exit_every`` new tokens per ``model.generate`` call (0, or beam search: one call); after each call the rows
-    that stopped leave, and the others continue from their tokens and their rows of the returned cache."""
+                     config: GenerationConfig, rule: StopRule, exit_every: int,
+                     began: float) -> Iterator[tuple[int, list[int], float, float]]:
+    """Yield ``(row, generated ids up to the stop, time.perf_counter() when it left, its share of the seconds
+    since ``began``)`` for every row of the batch as it finishes. Generation runs ``exit_every`` new tokens per
+    ``model.generate`` call (0, or beam search: one call); after each call the rows that stopped leave, and the
+    others continue from their tokens and their rows of the returned cache. Each call's time (the first one's
+    from ``began``) is split evenly among the rows in it, so the shares add up to the batch's wall time."""
     prompt_length, produced, alive = input_ids.shape[1], 0, list(range(input_ids.shape[0]))
+    shares, call_began = [0.0] * len(alive), began
     step = copy.copy(config)
     step.return_dict_in_generate = True
     while alive:
@@ -106,6 +108,9 @@ def generate_leaving(model, tokenizer, input_ids: torch.Tensor, attention_mask: 
         output = model.generate(input_ids=input_ids, attention_mask=attention_mask, cache=cache,
                                 generation_config=step, tokenizer=tokenizer)
         left_at = time.perf_counter()
+        for row in alive:
+            shares[row] += (left_at - call_began) / len(alive)
+        call_began = left_at
         new = output.sequences.shape[1] - input_ids.shape[1]
         produced += new
         last_call = new < step.max_new_tokens or produced >= config.max_new_tokens  # all stopped, or the limit
@@ -113,7 +118,7 @@ def generate_leaving(model, tokenizer, input_ids: torch.Tensor, attention_mask: 
         for index, row in enumerate(alive):
             ids = output.sequences[index, prompt_length:].tolist()
             if last_call or rule.stopped(ids, tokenizer):
-                yield row, ids[:rule.length(ids, tokenizer)], left_at
+                yield row, ids[:rule.length(ids, tokenizer)], left_at, shares[row]
             else:
                 kept.append(index)
         if not kept:

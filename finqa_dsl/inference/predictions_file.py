@@ -50,8 +50,8 @@ def generate_to_file(backend: Backend, records: Sequence, path: str | os.PathLik
                      rank: int = 0, world_size: int = 1) -> GenerationStats:
     """Generate with ``backend`` for the records whose id is not yet in ``path`` or its shards and append one JSON
     line per finished example: ``id, question, prompt, generation, new_tokens, latency_ms, latency_mode,
-    batch_size``, plus what ``annotate(record, generation_text)`` returns (the driver's target field and scores).
-    Every line is flushed as it is written, so an interrupted run loses nothing written and a rerun skips those
+    batch_size, share_ms``, plus what ``annotate(record, generation_text)`` returns (the driver's target field and
+    scores). Every line is flushed as it is written, so an interrupted run loses nothing written and a rerun skips those
     ids. Process ``rank`` of ``world_size`` passes its share of the records and writes to :func:`shard_path`."""
     done = finished_ids(path)
     todo = [record for record in records if record.id not in done]
@@ -61,7 +61,7 @@ def generate_to_file(backend: Backend, records: Sequence, path: str | os.PathLik
             row = {row_keys.ID: record.id, row_keys.QUESTION: record.question, row_keys.PROMPT: record.prompt,
                    row_keys.GENERATION: generation.text, row_keys.NEW_TOKENS: generation.new_tokens,
                    row_keys.LATENCY_MS: generation.latency_ms, row_keys.LATENCY_MODE: generation.latency_mode,
-                   row_keys.BATCH_SIZE: generation.batch_size}
+                   row_keys.BATCH_SIZE: generation.batch_size, row_keys.SHARE_MS: generation.share_ms}
             if annotate is not None:
                 row.update(annotate(record, generation.text))
             appender.write(row)

@@ -70,4 +70,4 @@ class VLLMBackend:
             for record, output in zip(chunk, outputs, strict=True):
                 completion = output.outputs[0]
                 yield record, Generation(completion.text.strip(), len(completion.token_ids), latency_ms,
-                                         BATCH_WALL_TIME, len(chunk))
+                                         BATCH_WALL_TIME, len(chunk), latency_ms / len(chunk))

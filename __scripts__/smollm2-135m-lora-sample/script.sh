@@ -12,7 +12,7 @@ python=$(bash scripts/setup_env.sh)
 data=(--train_file FinQA/sample/train.json --eval_file FinQA/sample/dev.json --test_file FinQA/sample/test.json
       --input_mode gold --target_field program --max_seq_length 512
       --task_instruction "Write the FinQA program that answers the question, e.g. subtract(5829, 5735), divide(#0, 5735)"
-      --generation_max_new_tokens 48 --inference_batch_size 16 --seed 42)
+      --generation_max_new_tokens 48 --seed 42)
 zero_shot=$("$python" scripts/finetune.py "${data[@]}" --do_test --output_folder smollm2-135m-zero-shot-sample | tail -n 1)
 fine_tuned=$("$python" scripts/finetune.py "${data[@]}" --do_train --do_eval --do_test \
   --peft lora --lora_r 16 --lora_alpha 32 --lora_dropout 0.05 \

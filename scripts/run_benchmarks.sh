@@ -10,7 +10,7 @@ out=__output__/benchmarks
 mkdir -p "$out"
 "$python" scripts/benchmark_scoring.py | tee "$out/scoring.jsonl"
 "$python" scripts/benchmark_prompts.py | tee "$out/prompts.json"
-"$python" scripts/benchmark_inference.py --batch_size 16 | tee "$out/inference.json"
+"$python" scripts/benchmark_inference.py | tee "$out/inference.json"
 "$python" scripts/benchmark_training.py | tee "$out/training.json"
 "$python" scripts/benchmark_sandbox.py | tee "$out/sandbox.json"
 "$python" scripts/benchmark_target_loss.py | tee "$out/target_loss.json"

@@ -10,7 +10,6 @@ the HF backend for it.
 
 from __future__ import annotations
 
-import importlib.util
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -18,20 +17,18 @@ from typing import Any
 from finqa_dsl.core.chat import encode_prompt, stop_token_ids
 from finqa_dsl.core.errors import UsageError
 from finqa_dsl.inference.backend import BATCH_WALL_TIME, Generation, GenerationSettings
+from finqa_dsl.models.extras import require_gpu_extra
 
 CHUNK = 256  # records per vLLM call: finished predictions are written after each chunk
 
 
 def check_vllm_available() -> None:
     """:class:`UsageError` unless vLLM is installed and an NVIDIA GPU is visible."""
-    if importlib.util.find_spec("vllm") is None:
-        raise UsageError("--inference_backend vllm needs vLLM: pip install -e '.[vllm]' (Linux with an NVIDIA "
-                         "GPU), or use --inference_backend hf.")
-    import torch
-
-    if not torch.cuda.is_available():
-        raise UsageError("--inference_backend vllm needs an NVIDIA GPU, and none is visible; use "
-                         "--inference_backend hf.")
+    require_gpu_extra("vllm",
+                      missing="--inference_backend vllm needs vLLM: pip install -e '.[vllm]' (Linux with an NVIDIA "
+                              "GPU), or use --inference_backend hf.",
+                      no_gpu="--inference_backend vllm needs an NVIDIA GPU, and none is visible; use "
+                             "--inference_backend hf.")
 
 
 class VLLMBackend:

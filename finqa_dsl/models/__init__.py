@@ -1,1 +1,2 @@
-"""Model and tokenizer loading (full, LoRA, QLoRA, adapters) and the offline default model."""
+"""Model and tokenizer loading (full, LoRA, QLoRA, adapters), the offline default model, and whether an optional
+GPU extra can run here."""

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 from finqa_dsl.core.errors import UsageError
+from finqa_dsl.models.extras import require_gpu_extra
 
 TARGET_ONLY = "target_only"  # LM head + cross-entropy at the labelled positions only (exact; the default)
 FULL = "full"  # the model's own loss over full-vocabulary logits at every position
@@ -20,11 +19,8 @@ def check_loss_implementation(name: str, use_liger_kernel: bool = False) -> None
         raise UsageError("--use_liger_kernel replaces the loss: pass --loss_implementation liger instead.")
     if name != LIGER:
         return
-    if importlib.util.find_spec("liger_kernel") is None:
-        raise UsageError("--loss_implementation liger needs liger-kernel: pip install 'finqa-dsl[liger]' "
-                         "(GPU only), or use --loss_implementation target_only.")
-    import torch
-
-    if not torch.cuda.is_available():
-        raise UsageError("--loss_implementation liger runs Triton kernels on a GPU and none is available: use "
-                         "--loss_implementation target_only (exact, the default).")
+    require_gpu_extra("liger_kernel",
+                      missing="--loss_implementation liger needs liger-kernel: pip install 'finqa-dsl[liger]' "
+                              "(GPU only), or use --loss_implementation target_only.",
+                      no_gpu="--loss_implementation liger runs Triton kernels on a GPU and none is available: use "
+                             "--loss_implementation target_only (exact, the default).")

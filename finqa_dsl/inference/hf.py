@@ -2,7 +2,8 @@
 
 Prompts are encoded by :func:`finqa_dsl.core.chat.encode_prompt` (as in training), sorted longest first (an
 out-of-memory error shows in the first batch, and batches hold prompts of similar length), left-padded with an
-attention mask (generate derives position ids from it), and decoded from the new tokens only. Generation stops
+attention mask (generate derives position ids from it), generated into a cache that grows in place
+(:mod:`finqa_dsl.inference.kv_cache`), and decoded from the new tokens only. Generation stops
 at the chat template's end-of-turn token, at eos and at the target's stop strings
 (:mod:`finqa_dsl.inference.stopping`).
 
@@ -29,6 +30,7 @@ from transformers import Cache, GenerationConfig
 
 from finqa_dsl.core.chat import encode_prompt, pad_token_id
 from finqa_dsl.inference.backend import Generation, GenerationSettings
+from finqa_dsl.inference.kv_cache import growing_cache
 from finqa_dsl.inference.stopping import StopRule, stop_token_ids
 
 # prepare(prompts' token ids, pad id) -> the batch's input ids, attention mask and the KV cache they start from
@@ -56,8 +58,8 @@ def generate(model, tokenizer, records: Sequence,
     """Yield ``(record, Generation)`` for every record (``.id``, ``.prompt``), batch after batch, longest
     prompts first, each as soon as it leaves its batch, with a progress bar in examples/s."""
 
-    def prepare(prompts: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, None]:
-        return *left_pad(prompts, pad_id), None
+    def prepare(prompts: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, Cache]:
+        return *left_pad(prompts, pad_id), growing_cache(model)
 
     encoded = [encode_prompt(record.prompt, tokenizer) for record in records]
     return batched(model, tokenizer, records, encoded, settings, prepare)

@@ -22,6 +22,7 @@ from transformers import DynamicCache
 from finqa_dsl.core.chat import encode_prompt
 from finqa_dsl.inference.backend import Generation, GenerationSettings
 from finqa_dsl.inference.hf import batched, left_pad
+from finqa_dsl.inference.kv_cache import growing_cache
 
 
 def shared_prefix_length(prompts: Sequence[Sequence[int]]) -> int:
@@ -38,7 +39,7 @@ def prefix_cache(model, prefix: list[int]) -> DynamicCache:
     """The KV cache of ``prefix`` (batch size 1)."""
     device = next(model.parameters()).device
     with torch.inference_mode():
-        output = model(input_ids=torch.tensor([prefix], device=device), use_cache=True)
+        output = model(input_ids=torch.tensor([prefix], device=device), cache=growing_cache(model), use_cache=True)
     return output.cache
 
 

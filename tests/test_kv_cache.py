@@ -1,0 +1,78 @@
+"""The growing KV cache: the same logits as transformers' DynamicCache token by token (also after rows leave the
+batch and on a model with sliding-window layers), and it copies only when its spare room runs out."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import DynamicCache, Gemma3ForCausalLM, Gemma3TextConfig, LlamaConfig, LlamaForCausalLM
+from transformers.cache_utils import DynamicSlidingWindowLayer
+
+from finqa_dsl.inference.kv_cache import HEADROOM, GrowingLayer, growing_cache
+
+
+def _llama():
+    torch.manual_seed(0)
+    return LlamaForCausalLM(LlamaConfig(vocab_size=97, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                        num_attention_heads=4, num_key_value_heads=2)).eval()
+
+
+def _gemma3():
+    torch.manual_seed(0)
+    config = Gemma3TextConfig(vocab_size=97, hidden_size=32, intermediate_size=64, num_hidden_layers=4,
+                              num_attention_heads=4, num_key_value_heads=2, head_dim=8, sliding_window=8,
+                              layer_types=["sliding_attention", "full_attention"] * 2)
+    return Gemma3ForCausalLM(config).eval()
+
+
+def _decode(model, cache, prompt: torch.Tensor, steps: int, keep_rows: list[int] | None = None) -> list[torch.Tensor]:
+    """Logits of a left-padded prompt, then of ``steps`` greedy tokens fed one at a time; halfway through, only
+    ``keep_rows`` stay in the batch (and the cache)."""
+    mask = torch.ones_like(prompt)
+    mask[0, :3] = 0  # the first row is left-padded
+    logits = []
+    with torch.inference_mode():
+        output = model(input_ids=prompt, attention_mask=mask, cache=cache, use_cache=True)
+        for step in range(steps):
+            logits.append(output.logits[:, -1])
+            token = output.logits[:, -1].argmax(-1, keepdim=True)
+            if keep_rows is not None and step == steps // 2:
+                cache.batch_select_indices(torch.tensor(keep_rows))
+                token, mask = token[keep_rows], mask[keep_rows]
+            mask = torch.cat([mask, torch.ones_like(token)], 1)
+            output = model(input_ids=token, attention_mask=mask, cache=cache, use_cache=True)
+    return logits
+
+
+@pytest.mark.parametrize("make_model", [_llama, _gemma3], ids=["llama", "gemma3-sliding"])
+@pytest.mark.parametrize("keep_rows", [None, [0, 2]], ids=["all-rows", "rows-leave"])
+def test_growing_cache_gives_the_logits_of_the_dynamic_cache(make_model, keep_rows):
+    model = make_model()
+    prompt = torch.randint(0, 97, (3, 11), generator=torch.Generator().manual_seed(1))
+    steps = HEADROOM + 20  # past the first spare room: one copy into a bigger buffer on the way
+    expected = _decode(model, DynamicCache(config=model.config), prompt, steps, keep_rows)
+    cache = growing_cache(model)
+    got = _decode(model, cache, prompt, steps, keep_rows)
+    assert all(torch.equal(a, b) for a, b in zip(expected, got, strict=True))
+    kinds = {type(layer) for layer in cache.layers}
+    assert GrowingLayer in kinds
+    if make_model is _gemma3:  # the sliding-window layers are left as transformers builds them
+        assert DynamicSlidingWindowLayer in kinds
+
+
+def test_growing_layer_copies_only_when_its_room_runs_out():
+    layer = GrowingLayer()
+    states = torch.zeros(2, 1, 5, 4)
+    layer.update(states, states)
+    buffers = [layer.buffers[0]]  # 5 tokens + HEADROOM of room
+    steps = 2 * HEADROOM + 2  # fills the room twice (at 5 + HEADROOM and 5 + 1 + 2 * HEADROOM tokens)
+    for step in range(steps):
+        token = torch.full((2, 1, 1, 4), float(step))
+        keys, _ = layer.update(token, token)
+        if layer.buffers[0] is not buffers[-1]:
+            buffers.append(layer.buffers[0])
+        assert keys.shape[-2] == 5 + step + 1 and torch.equal(keys[:, :, -1], token[:, :, 0])
+    assert len(buffers) == 3
+    layer.batch_select_indices(torch.tensor([1]))  # a new tensor: the next update copies it into a new buffer
+    layer.update(token[:1], token[:1])
+    assert layer.keys.shape == (1, 1, 5 + steps + 1, 4) and layer.buffers[0].shape[0] == 1

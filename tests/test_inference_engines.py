@@ -7,9 +7,11 @@ project's own prompt builder, so their shared prefix (instruction + exemplars) i
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
+from transformers import LlamaConfig, LlamaForCausalLM, Qwen3NextConfig
 
 from finqa_dsl.core.context import ContextConfig
 from finqa_dsl.core.data import load_examples
@@ -152,7 +154,8 @@ def test_generation_stops_right_after_a_stop_string(tokenizer, zero_shot, engine
     handle.remove()
     assert {(g.text, g.new_tokens) for g in results.values()} == {("aaa", 3)}
     if engine != "continuous":  # the manager stops on tokens only; its tokens are cut by the same rule
-        assert len(steps) == 3 + (engine == "prefix")  # + the shared prefix's own forward pass
+        # prefix: + one forward pass for the shared prefix and one for each prompt's suffix
+        assert len(steps) == 3 + (engine == "prefix") * (1 + 2)
     unstopped = _run(model, tokenizer, zero_shot[:1], engine=engine, max_new_tokens=5)
     assert [(g.text, g.new_tokens) for g in unstopped.values()] == [("aaaaa", 5)]
 
@@ -201,10 +204,12 @@ def test_predictions_file_and_resume_are_the_same_with_every_engine(tmp_path, mo
     assert {row["id"]: (row["generation"], row["new_tokens"]) for row in rows} == static
 
 
-def test_engine_choice_and_impossible_combinations():
-    assert resolve_engine(GenerationSettings()) == "prefix"
-    assert resolve_engine(GenerationSettings(num_beams=2)) == "static"
-    assert resolve_engine(GenerationSettings(engine="continuous", do_sample=True)) == "continuous"
+def test_engine_choice_and_impossible_combinations(model):
+    assert resolve_engine(GenerationSettings(), model) == "prefix"
+    assert resolve_engine(GenerationSettings(num_beams=2), model) == "static"
+    assert resolve_engine(GenerationSettings(engine="continuous", do_sample=True), model) == "continuous"
+    linear_attention = SimpleNamespace(config=Qwen3NextConfig(num_hidden_layers=4))  # its caches cannot be stacked
+    assert resolve_engine(GenerationSettings(), linear_attention) == "static"
     for engine in ("prefix", "continuous"):
         with pytest.raises(ValueError, match=f"engine '{engine}' does not do beam search"):
             GenerationSettings(engine=engine, num_beams=2)

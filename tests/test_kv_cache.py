@@ -1,14 +1,19 @@
 """The growing KV cache: the same logits as transformers' DynamicCache token by token (also after rows leave the
-batch and on a model with sliding-window layers), and it copies only when its spare room runs out."""
+batch and on a model with sliding-window layers), and it copies only when its spare room runs out. Stacked caches
+of different lengths: every row decodes as it would alone, past the sliding window too."""
 
 from __future__ import annotations
+
+import copy
 
 import pytest
 import torch
 from transformers import DynamicCache, Gemma3ForCausalLM, Gemma3TextConfig, LlamaConfig, LlamaForCausalLM
 from transformers.cache_utils import DynamicSlidingWindowLayer
 
-from finqa_dsl.inference.kv_cache import HEADROOM, GrowingLayer, growing_cache
+from finqa_dsl.inference.hf import left_pad
+from finqa_dsl.inference.kv_cache import HEADROOM, GrowingLayer, growing_cache, stacked
+from finqa_dsl.inference.prefix_cache import extended, prefix_cache
 
 
 def _llama():
@@ -76,3 +81,25 @@ def test_growing_layer_copies_only_when_its_room_runs_out():
     layer.batch_select_indices(torch.tensor([1]))  # a new tensor: the next update copies it into a new buffer
     layer.update(token[:1], token[:1])
     assert layer.keys.shape == (1, 1, 5 + steps + 1, 4) and layer.buffers[0].shape[0] == 1
+
+
+@pytest.mark.parametrize("make_model", [_llama, _gemma3], ids=["llama", "gemma3-sliding"])
+def test_stacked_rows_decode_as_each_prompt_alone(make_model):
+    """The prefix engine's batch: a shared 12-token prefix (longer than Gemma's sliding window of 8) extended by
+    suffixes of 3, 10 and 2 tokens, stacked left-padded; each row's logits over 4 steps are its prompt's alone."""
+    model = make_model()
+    prefix = list(range(1, 13))
+    prompts = [prefix + [20, 21, 22], prefix + [30] * 9 + [31], prefix + [40, 41]]
+    shared = prefix_cache(model, prefix)
+    cache = stacked([extended(model, copy.deepcopy(shared), prompt[len(prefix):-1]) for prompt in prompts], model)
+    input_ids, mask = left_pad(prompts, 0)
+    tokens = input_ids[:, -1:]
+    with torch.inference_mode():
+        for step in range(4):
+            positions = mask.sum(-1, keepdim=True) - 1
+            logits = model(input_ids=tokens, attention_mask=mask, position_ids=positions, cache=cache).logits[:, -1]
+            for row, prompt in enumerate(prompts):
+                alone = model(input_ids=torch.tensor([prompt + [50 + i for i in range(step)]])).logits[0, -1]
+                torch.testing.assert_close(logits[row], alone, rtol=1e-4, atol=1e-4)
+            tokens = torch.full((len(prompts), 1), 50 + step)
+            mask = torch.cat([mask, torch.ones_like(tokens)], 1)

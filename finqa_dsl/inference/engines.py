@@ -4,8 +4,9 @@
 - ``prefix``: the same batches over a shared-prefix KV cache (:mod:`finqa_dsl.inference.prefix_cache`); greedy
   or sampling.
 - ``continuous``: transformers' continuous batching (:mod:`finqa_dsl.inference.continuous`); greedy or sampling.
-- ``auto``: ``static`` for beam search, else ``prefix`` (BENCHMARKS.md: the fastest on an idle 2-core CPU, 4.8x
-  the one-by-one loop zero-shot; continuous batching was the slowest batched engine there).
+- ``auto``: ``prefix`` (BENCHMARKS.md: the fastest on an idle 2-core CPU; continuous batching was the slowest
+  batched engine there), or ``static`` for beam search and for models with cache layers that the prefix engine
+  cannot stack (linear attention, shared KV: :func:`finqa_dsl.inference.kv_cache.can_stack`).
 """
 
 from __future__ import annotations
@@ -15,15 +16,16 @@ from typing import Any
 
 from finqa_dsl.inference import continuous, hf, prefix_cache
 from finqa_dsl.inference.backend import Generation, GenerationSettings
+from finqa_dsl.inference.kv_cache import can_stack
 
 _GENERATE = {"static": hf.generate, "prefix": prefix_cache.generate, "continuous": continuous.generate}
 
 
-def resolve_engine(settings: GenerationSettings) -> str:
-    """The engine that ``settings.engine`` means for these decoding settings."""
+def resolve_engine(settings: GenerationSettings, model) -> str:
+    """The engine that ``settings.engine`` means for these decoding settings and this model."""
     if settings.engine != "auto":
         return settings.engine
-    return "static" if settings.num_beams > 1 else "prefix"
+    return "prefix" if settings.num_beams == 1 and can_stack(model) else "static"
 
 
 class HFBackend:
@@ -33,4 +35,4 @@ class HFBackend:
         self.model, self.tokenizer = model, tokenizer
 
     def __call__(self, records: Sequence, settings: GenerationSettings) -> Iterator[tuple[Any, Generation]]:
-        return _GENERATE[resolve_engine(settings)](self.model, self.tokenizer, records, settings)
+        return _GENERATE[resolve_engine(settings, self.model)](self.model, self.tokenizer, records, settings)

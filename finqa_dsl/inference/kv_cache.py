@@ -1,4 +1,5 @@
-"""A KV cache that grows into spare room instead of being copied at every token.
+"""KV caches for batched generation: one that grows into spare room instead of being copied at every token, and
+batches stacked from rows of different lengths.
 
 transformers' ``DynamicLayer`` appends each step's keys and values with ``torch.cat``, which copies the layer's
 whole cache once per generated token: on the 2-core CPU that copy was 17% of a 32-row decode step over 350
@@ -6,13 +7,17 @@ cached tokens and 28% over 850 (BENCHMARKS.md). :class:`GrowingLayer` keeps its 
 buffers with room for :data:`HEADROOM` more tokens and writes new tokens in place; it copies only when the room
 is used up or when the batch changed (rows left, or were repeated), so greedy outputs are unchanged (the same
 values, in the same order). Sliding-window layers stay as transformers builds them.
+
+:func:`stacked` puts caches of different lengths into one batch, each row left-padded with zeros, which is the
+layout of a left-padded batch: padding first, then every token of the row in order, so a sliding window still
+covers a row's last tokens. The batch's attention mask must hide the padding.
 """
 
 from __future__ import annotations
 
 import torch
 from transformers import DynamicCache
-from transformers.cache_utils import DynamicLayer
+from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer
 
 HEADROOM = 64  # tokens of spare room a layer allocates whenever it has to copy
 
@@ -52,3 +57,35 @@ def growing_cache(model) -> DynamicCache:
     cache = DynamicCache(config=model.config)
     cache.layers = [GrowingLayer() if type(layer) is DynamicLayer else layer for layer in cache.layers]
     return cache
+
+
+def can_stack(model) -> bool:
+    """Whether :func:`stacked` can batch this model's caches (full-attention and sliding-window layers only)."""
+    return all(type(layer) in (GrowingLayer, DynamicSlidingWindowLayer) for layer in growing_cache(model).layers)
+
+
+def stacked(caches: list[DynamicCache], model) -> DynamicCache:
+    """One cache holding the rows of ``caches`` (each of any batch size and length) in order, every row
+    left-padded with zeros to the longest."""
+    length = max(cache.get_seq_length() for cache in caches)
+    batch = growing_cache(model)
+    for index, layer in enumerate(batch.layers):
+        if type(layer) not in (GrowingLayer, DynamicSlidingWindowLayer):
+            raise ValueError(f"cannot batch KV caches with {type(layer).__name__} layers: use the static engine")
+        parts = [cache.layers[index] for cache in caches]
+        layer.update(_left_padded([part.keys for part in parts]), _left_padded([part.values for part in parts]))
+        if isinstance(layer, DynamicSlidingWindowLayer):  # it keeps its last sliding_window - 1 tokens of `length`
+            layer.cumulative_length = length
+    return batch
+
+
+def _left_padded(states: list[torch.Tensor]) -> torch.Tensor:
+    """``[batch, heads, tokens, head_dim]`` tensors concatenated along the batch, right-aligned in the tokens."""
+    width = max(part.shape[-2] for part in states)
+    rows = states[0].new_zeros((sum(part.shape[0] for part in states), *states[0].shape[1:2], width,
+                                states[0].shape[-1]))
+    start = 0
+    for part in states:
+        rows[start:start + part.shape[0], :, width - part.shape[-2]:] = part
+        start += part.shape[0]
+    return rows

@@ -1,12 +1,15 @@
 """Static batches over a shared-prefix KV cache: the tokens that every prompt starts with (the instruction and,
-few-shot, the k solved exemplars) go through the model once; each batch then encodes only its prompts' suffixes.
+few-shot, the k solved exemplars) go through the model once; each prompt then encodes only its own suffix.
 
 The prefix is the longest common token prefix of the encoded prompts (at least one token of every prompt is left
-to encode). Its cache is computed once with batch size 1, copied and repeated for each batch, and passed to
-``model.generate`` with rows laid out ``[prefix | padding | suffix]``: the attention mask hides the padding and
-generate derives position ids from it, so every suffix token sits at the position it has in the whole prompt.
-The prefix keys and values are those of the whole prompt (causal attention), so greedy outputs match the static
-engine's up to float rounding (tests and BENCHMARKS.md check that they are identical).
+to encode). Its cache is computed once with batch size 1. For each prompt of a batch, a copy of it is extended by
+the prompt's suffix (all but its last token, one prompt at a time: no padding tokens are encoded), and the rows
+are stacked left-padded (:func:`finqa_dsl.inference.kv_cache.stacked`): ``[padding | prefix | suffix]``, the
+layout of a left-padded batch, so sliding-window layers (Gemma-3) see each row's last tokens as they would
+unbatched. ``model.generate`` continues from there with the prompts' last tokens; the attention mask hides the
+padding and generate derives position ids from it. The prefix keys and values are those of the whole prompt
+(causal attention), so greedy outputs match the static engine's up to float rounding (tests and BENCHMARKS.md
+check that they are identical).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from transformers import DynamicCache
 from finqa_dsl.core.chat import encode_prompt
 from finqa_dsl.inference.backend import Generation, GenerationSettings
 from finqa_dsl.inference.hf import batched, left_pad
-from finqa_dsl.inference.kv_cache import growing_cache
+from finqa_dsl.inference.kv_cache import growing_cache, stacked
 
 
 def shared_prefix_length(prompts: Sequence[Sequence[int]]) -> int:
@@ -37,10 +40,17 @@ def shared_prefix_length(prompts: Sequence[Sequence[int]]) -> int:
 
 def prefix_cache(model, prefix: list[int]) -> DynamicCache:
     """The KV cache of ``prefix`` (batch size 1)."""
+    return extended(model, growing_cache(model), prefix)
+
+
+def extended(model, cache: DynamicCache, tokens: list[int]) -> DynamicCache:
+    """``cache`` (batch size 1) after ``tokens`` went through the model after it."""
+    if not tokens:
+        return cache
     device = next(model.parameters()).device
     with torch.inference_mode():
-        output = model(input_ids=torch.tensor([prefix], device=device), cache=growing_cache(model), use_cache=True)
-    return output.cache
+        model(input_ids=torch.tensor([tokens], device=device), cache=cache, use_cache=True, logits_to_keep=1)
+    return cache
 
 
 def generate(model, tokenizer, records: Sequence,
@@ -53,17 +63,10 @@ def generate(model, tokenizer, records: Sequence,
     encoded = [encode_prompt(record.prompt, tokenizer) for record in records]
     length = shared_prefix_length(encoded)
     prefix = encoded[0][:length] if encoded else []
-    cache = prefix_cache(model, prefix) if length else None
+    cache = prefix_cache(model, prefix)
 
-    def prepare(prompts: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, DynamicCache | None]:
-        suffix_ids, suffix_mask = left_pad([p[length:] for p in prompts], pad_id)
-        rows = len(prompts)
-        input_ids = torch.cat([torch.tensor([prefix] * rows, dtype=torch.long).view(rows, length), suffix_ids], 1)
-        attention_mask = torch.cat([torch.ones(rows, length, dtype=torch.long), suffix_mask], 1)
-        if cache is None:
-            return input_ids, attention_mask, None
-        past = copy.deepcopy(cache)
-        past.batch_repeat_interleave(rows)
-        return input_ids, attention_mask, past
+    def prepare(prompts: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, DynamicCache]:
+        rows = [extended(model, copy.deepcopy(cache), prompt[length:-1]) for prompt in prompts]
+        return *left_pad(prompts, pad_id), stacked(rows, model)
 
     return batched(model, tokenizer, records, encoded, settings, prepare, setup_seconds=time.perf_counter() - began)

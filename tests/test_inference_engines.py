@@ -94,10 +94,8 @@ def test_finished_rows_leave_the_batch_with_the_same_outputs(model, tokenizer, z
     """A stop string that some generations reach early: with rows leaving every 2 tokens the outputs are those of
     one uninterrupted call and of one prompt at a time, fewer tokens go through the model, and a row that stopped
     early reports a shorter latency than a batch-mate that ran to max_new_tokens."""
-    unstopped = [g.text for g in _run(model, tokenizer, zero_shot, engine="static", max_new_tokens=24).values()]
-    stop = next(piece for text in unstopped for piece in (text[i:i + 5] for i in range(0, len(text) - 5, 3))
-                if 2 <= sum(piece in t for t in unstopped) < len(unstopped) and piece.strip() == piece)
-    settings = {"max_new_tokens": 24, "stop_strings": (stop,), "batch_size": len(zero_shot)}
+    settings = {"max_new_tokens": 24, "stop_strings": (_early_stop(model, tokenizer, zero_shot),),
+                "batch_size": len(zero_shot)}
     one_by_one = _outputs(_run(model, tokenizer, zero_shot, engine="static", **{**settings, "batch_size": 1}))
     embedded = {}
     for exit_every in (0, 2):
@@ -111,6 +109,31 @@ def test_finished_rows_leave_the_batch_with_the_same_outputs(model, tokenizer, z
     full = [g.latency_ms for g in results.values() if g.new_tokens == 24]
     assert early and full and max(early) < min(full)
     assert sum(g.share_ms for g in results.values()) == pytest.approx(max(full))  # the batch's wall time
+
+
+def _early_stop(model, tokenizer, records) -> str:
+    """A piece of text that some of the 24-token generations contain, and others not."""
+    unstopped = [g.text for g in _run(model, tokenizer, records, engine="static", max_new_tokens=24).values()]
+    return next(piece for text in unstopped for piece in (text[i:i + 5] for i in range(0, len(text) - 5, 3))
+                if 2 <= sum(piece in t for t in unstopped) < len(unstopped) and piece.strip() == piece)
+
+
+def test_prefix_engine_admits_waiting_prompts_as_rows_leave(model, tokenizer, zero_shot):
+    """5 prompts, 2 at a time, rows leaving every 2 tokens at a stop string that some reach early: a waiting
+    prompt joins the running rows as soon as one leaves, so (unlike the static engine's batches) no decode step
+    runs with a free place while prompts wait, and the outputs are still the one-by-one ones."""
+    settings = {"max_new_tokens": 24, "stop_strings": (_early_stop(model, tokenizer, zero_shot),), "exit_every": 2}
+    one_by_one = _outputs(_run(model, tokenizer, zero_shot, engine="static", batch_size=1, **settings))
+    for engine, joins in (("static", False), ("prefix", True)):
+        shapes = []
+        handle = model.register_forward_pre_hook(lambda _m, _a, kwargs, shapes=shapes: shapes.append(
+            kwargs["input_ids"].shape), with_kwargs=True)
+        results = _run(model, tokenizer, zero_shot, engine=engine, batch_size=2, **settings)
+        handle.remove()
+        assert _outputs(results) == one_by_one, engine
+        last_prompt = max(i for i, shape in enumerate(shapes) if shape[1] > 1)  # the last prefill or suffix
+        half_empty = [shape for shape in shapes[:last_prompt] if shape[1] == 1 and shape[0] < 2]
+        assert (not half_empty) == joins, engine
 
 
 def _count_embedded_tokens(model):
@@ -186,7 +209,8 @@ def test_program_stop_strings_change_nothing_that_is_parsed(tokenizer):
     assert rule.length([*plain, tokenizer.eos_token_id, 5, 6], tokenizer) == len(plain) + 1
 
 
-@pytest.mark.parametrize(("engine", "mode"), [("prefix", BATCH_WALL_TIME), ("continuous", IN_FLIGHT)])
+@pytest.mark.parametrize(("engine", "mode"),
+                         [("static", BATCH_WALL_TIME), ("prefix", IN_FLIGHT), ("continuous", IN_FLIGHT)])
 def test_predictions_file_and_resume_are_the_same_with_every_engine(tmp_path, model, tokenizer, zero_shot,
                                                                     engine, mode):
     path = tmp_path / "test_predictions.jsonl"

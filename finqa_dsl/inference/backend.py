@@ -13,8 +13,8 @@ from typing import Any, Protocol
 
 ENGINES = ("auto", "static", "prefix", "continuous")  # see finqa_dsl.inference.engines
 PER_EXAMPLE = "per_example"  # batch size 1: latency_ms is the example's own single-stream latency
-BATCH_WALL_TIME = "batch_wall_time"  # batch size > 1: latency_ms runs from its batch's start until it left the batch
-IN_FLIGHT = "in_flight"  # continuous batching: latency_ms is the time from the example's admission to its last token
+BATCH_WALL_TIME = "batch_wall_time"  # static, batch size > 1: latency_ms runs from its batch's start until it left
+IN_FLIGHT = "in_flight"  # prefix/continuous: latency_ms runs from the example's admission to its last token
 
 
 @dataclass(frozen=True)

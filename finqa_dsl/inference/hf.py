@@ -1,20 +1,19 @@
-"""The Hugging Face static engine: batched, timed ``model.generate`` over prompts encoded as in training.
+"""The Hugging Face static engine, and the decoding loop that it shares with the prefix engine.
 
 Prompts are encoded by :func:`finqa_dsl.core.chat.encode_prompt` (as in training), sorted longest first (an
 out-of-memory error shows in the first batch, and batches hold prompts of similar length), left-padded with an
 attention mask (generate derives position ids from it), generated into a cache that grows in place
-(:mod:`finqa_dsl.inference.kv_cache`), and decoded from the new tokens only. Generation stops
-at the chat template's end-of-turn token, at eos and at the target's stop strings
-(:mod:`finqa_dsl.inference.stopping`).
+(:mod:`finqa_dsl.inference.kv_cache`), and decoded from the new tokens only. Generation stops at the chat
+template's end-of-turn token, at eos and at the target's stop strings (:mod:`finqa_dsl.inference.stopping`).
 
-Finished rows leave their batch: generate runs ``settings.exit_every`` tokens at a time, and between calls the rows
-that stopped are yielded and dropped from the batch and its KV cache, so the others decode without them and a
-batch no longer costs as many row-steps as its longest generation times its size (BENCHMARKS.md). Greedy outputs
-are those of one uninterrupted call: each call continues from the kept rows' tokens and cache.
+:func:`decode`: finished rows leave. Generate runs ``settings.exit_every`` tokens at a time, and between calls the
+rows that stopped are yielded and dropped from the batch and its KV cache, so the others decode without them
+(BENCHMARKS.md); the prefix engine (:mod:`finqa_dsl.inference.prefix_cache`) also adds waiting prompts in their
+place (:meth:`Rows.joined`). Greedy outputs are those of one uninterrupted call and of one prompt at a time: each
+call continues from the kept rows' tokens and cache.
 
 Decoding follows :class:`GenerationSettings`: the sampling values and repetition penalty in the model's own
 ``generation_config`` are overridden, so greedy is plain greedy on every model.
-:mod:`finqa_dsl.inference.prefix_cache` reuses :func:`batched` with a shared-prefix cache.
 """
 
 from __future__ import annotations
@@ -22,6 +21,7 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -30,11 +30,8 @@ from transformers import Cache, GenerationConfig
 
 from finqa_dsl.core.chat import encode_prompt, pad_token_id
 from finqa_dsl.inference.backend import Generation, GenerationSettings
-from finqa_dsl.inference.kv_cache import growing_cache
+from finqa_dsl.inference.kv_cache import growing_cache, stacked
 from finqa_dsl.inference.stopping import StopRule, stop_token_ids
-
-# prepare(prompts' token ids, pad id) -> the batch's input ids, attention mask and the KV cache they start from
-BatchInputs = Callable[[list[list[int]], int], tuple[torch.Tensor, torch.Tensor, Cache | None]]
 
 
 def generation_config(model, tokenizer, settings: GenerationSettings) -> GenerationConfig:
@@ -55,22 +52,10 @@ def stop_rule(model, tokenizer, settings: GenerationSettings) -> StopRule:
 
 def generate(model, tokenizer, records: Sequence,
              settings: GenerationSettings) -> Iterator[tuple[Any, Generation]]:
-    """Yield ``(record, Generation)`` for every record (``.id``, ``.prompt``), batch after batch, longest
-    prompts first, each as soon as it leaves its batch, with a progress bar in examples/s."""
-
-    def prepare(prompts: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, Cache]:
-        return *left_pad(prompts, pad_id), growing_cache(model)
-
+    """Yield ``(record, Generation)`` for every record (``.id``, ``.prompt``), batch after batch, longest prompts
+    first, each as soon as it leaves its batch, with a progress bar in examples/s. A row's ``latency_ms`` runs
+    from its batch's start until it left the batch."""
     encoded = [encode_prompt(record.prompt, tokenizer) for record in records]
-    return batched(model, tokenizer, records, encoded, settings, prepare)
-
-
-def batched(model, tokenizer, records: Sequence, encoded: list[list[int]], settings: GenerationSettings,
-            prepare: BatchInputs, *, setup_seconds: float = 0.0) -> Iterator[tuple[Any, Generation]]:
-    """Sort the encoded prompts longest first, generate each batch from ``prepare``'s inputs, cut at the stop
-    rule, decode and time. A row's ``latency_ms`` runs from its batch's start until it left the batch, its
-    ``share_ms`` is its even part of every generate call it was in; ``setup_seconds`` (work done once for all
-    batches before this call) counts as part of the first batch."""
     config = generation_config(model, tokenizer, settings)
     rule = stop_rule(model, tokenizer, settings)
     order = sorted(range(len(records)), key=lambda i: -len(encoded[i]))
@@ -79,58 +64,106 @@ def batched(model, tokenizer, records: Sequence, encoded: list[list[int]], setti
     with tqdm(total=len(records), unit="ex", desc="generate") as progress, torch.inference_mode():
         for start in range(0, len(order), settings.batch_size):
             members = order[start:start + settings.batch_size]
-            began = time.perf_counter() - setup_seconds
-            setup_seconds = 0.0
-            input_ids, attention_mask, cache = prepare([encoded[i] for i in members], config.pad_token_id)
-            rows = generate_leaving(model, tokenizer, input_ids.to(device), attention_mask.to(device), cache,
-                                    config, rule, settings.exit_every, began)
-            for row, ids, left_at, share in rows:
-                text = tokenizer.decode(ids, skip_special_tokens=True).strip()
-                yield records[members[row]], Generation(text, len(ids), (left_at - began) * 1000,
-                                                        settings.latency_mode, len(members), share * 1000)
+            input_ids, attention_mask = left_pad([encoded[i] for i in members], config.pad_token_id)
+            rows = Rows.admitted_at(time.perf_counter(), members, input_ids.to(device), attention_mask.to(device),
+                                    growing_cache(model))
+            for member, ids, latency, share in decode(model, tokenizer, rows, config, rule, settings.exit_every):
+                yield records[member], generation(tokenizer, ids, latency, share, settings.latency_mode, len(members))
                 progress.update(1)
 
 
-def generate_leaving(model, tokenizer, input_ids: torch.Tensor, attention_mask: torch.Tensor, cache: Cache | None,
-                     config: GenerationConfig, rule: StopRule, exit_every: int,
-                     began: float) -> Iterator[tuple[int, list[int], float, float]]:
-    """Yield ``(row, generated ids up to the stop, time.perf_counter() when it left, its share of the seconds
-    since ``began``)`` for every row of the batch as it finishes. Generation runs ``exit_every`` new tokens per
-    ``model.generate`` call (0, or beam search: one call); after each call the rows that stopped leave, and the
-    others continue from their tokens and their rows of the returned cache. Each call's time (the first one's
-    from ``began``) is split evenly among the rows in it, so the shares add up to the batch's wall time."""
-    prompt_length, produced, alive = input_ids.shape[1], 0, list(range(input_ids.shape[0]))
-    shares, call_began = [0.0] * len(alive), began
+def generation(tokenizer, ids: list[int], latency: float, share: float, mode: str, batch_size: int) -> Generation:
+    """A finished row's :class:`Generation` (seconds in, milliseconds out)."""
+    text = tokenizer.decode(ids, skip_special_tokens=True).strip()
+    return Generation(text, len(ids), latency * 1000, mode, batch_size, share * 1000)
+
+
+@dataclass
+class Rows:
+    """Prompts decoding together: their left-padded tokens, attention mask and KV cache (which holds every token
+    but the last once decoding started), and per row its record's index, its new tokens so far, when it was
+    admitted (time.perf_counter()) and its share of the seconds spent on the batch since."""
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    cache: Cache
+    members: list[int]
+    produced: list[int]
+    admitted: list[float]
+    shares: list[float]
+
+    @classmethod
+    def admitted_at(cls, began: float, members: list[int], input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                    cache: Cache) -> Rows:
+        """New rows whose preparation began at ``began``."""
+        return cls(input_ids, attention_mask, cache, members, [0] * len(members), [began] * len(members),
+                   [0.0] * len(members))
+
+    def __len__(self) -> int:
+        return len(self.members)
+
+    def continued(self, output, kept: list[int]) -> Rows | None:
+        """The ``kept`` rows after a generate call that returned ``output``, or None if none is kept."""
+        if not kept:
+            return None
+        new = output.sequences.shape[1] - self.input_ids.shape[1]
+        if len(kept) < len(self):
+            output.cache.batch_select_indices(torch.tensor(kept, device=self.input_ids.device))
+        mask = self.attention_mask[kept]
+        return Rows(output.sequences[kept], torch.cat([mask, mask.new_ones(len(kept), new)], 1), output.cache,
+                    *([values[k] for k in kept] for values in (self.members, self.produced, self.admitted,
+                                                                self.shares)))
+
+    def joined(self, new: Rows, model, pad_id: int) -> Rows:
+        """These rows and ``new`` ones in one batch, right-aligned; columns that are padding in every row go."""
+        width = int(max(self.attention_mask.sum(1).max(), new.attention_mask.sum(1).max()))
+        input_ids = torch.cat([_fit(rows.input_ids, width, pad_id) for rows in (self, new)])
+        attention_mask = torch.cat([_fit(rows.attention_mask, width, 0) for rows in (self, new)])
+        return Rows(input_ids, attention_mask, stacked([self.cache, new.cache], model, width - 1),
+                    *(old + added for old, added in ((self.members, new.members), (self.produced, new.produced),
+                                                     (self.admitted, new.admitted), (self.shares, new.shares))))
+
+
+def _fit(rows: torch.Tensor, width: int, pad: int) -> torch.Tensor:
+    """``rows`` right-aligned in ``width`` columns: leading columns cut or ``pad`` columns added."""
+    if rows.shape[1] >= width:
+        return rows[:, rows.shape[1] - width:]
+    return torch.cat([rows.new_full((rows.shape[0], width - rows.shape[1]), pad), rows], 1)
+
+
+def decode(model, tokenizer, rows: Rows | None, config: GenerationConfig, rule: StopRule, exit_every: int,
+           admit: Callable[[Rows | None], Rows | None] = lambda rows: rows,
+           ) -> Iterator[tuple[int, list[int], float, float]]:
+    """Yield ``(record index, generated ids up to the stop, seconds from admission until it left, its share of the
+    seconds spent)`` for every row as it finishes. Generation runs ``exit_every`` new tokens per ``model.generate``
+    call (0, or beam search: one call); after each call the rows that stopped leave, the others continue from
+    their tokens and their rows of the returned cache, and ``admit`` may add rows. The time since the previous call
+    (or since the first row's admission), the preparation of rows that joined included, is split evenly among the
+    rows in the call, so the shares add up to the wall time."""
     step = copy.copy(config)
     step.return_dict_in_generate = True
-    while alive:
-        step.max_new_tokens = config.max_new_tokens - produced
+    rows = admit(rows)
+    clock = min(rows.admitted) if rows else 0.0
+    while rows:
+        step.max_new_tokens = config.max_new_tokens - min(rows.produced)
         if exit_every and config.num_beams == 1:
             step.max_new_tokens = min(exit_every, step.max_new_tokens)
-        output = model.generate(input_ids=input_ids, attention_mask=attention_mask, cache=cache,
+        output = model.generate(input_ids=rows.input_ids, attention_mask=rows.attention_mask, cache=rows.cache,
                                 generation_config=step, tokenizer=tokenizer)
         left_at = time.perf_counter()
-        for row in alive:
-            shares[row] += (left_at - call_began) / len(alive)
-        call_began = left_at
-        new = output.sequences.shape[1] - input_ids.shape[1]
-        produced += new
-        last_call = new < step.max_new_tokens or produced >= config.max_new_tokens  # all stopped, or the limit
+        share, clock = (left_at - clock) / len(rows), left_at
+        new = output.sequences.shape[1] - rows.input_ids.shape[1]
+        all_stopped = new < step.max_new_tokens
         kept = []
-        for index, row in enumerate(alive):
-            ids = output.sequences[index, prompt_length:].tolist()
-            if last_call or rule.stopped(ids, tokenizer):
-                yield row, ids[:rule.length(ids, tokenizer)], left_at, shares[row]
+        for index, member in enumerate(rows.members):
+            rows.shares[index] += share
+            rows.produced[index] += new
+            ids = output.sequences[index, -rows.produced[index]:][:config.max_new_tokens].tolist()
+            if all_stopped or len(ids) == config.max_new_tokens or rule.stopped(ids, tokenizer):
+                yield member, ids[:rule.length(ids, tokenizer)], left_at - rows.admitted[index], rows.shares[index]
             else:
                 kept.append(index)
-        if not kept:
-            return
-        cache = output.cache
-        if len(kept) < len(alive):
-            cache.batch_select_indices(torch.tensor(kept, device=input_ids.device))
-        input_ids = output.sequences[kept]
-        attention_mask = torch.cat([attention_mask[kept], attention_mask.new_ones(len(kept), new)], 1)
-        alive = [alive[index] for index in kept]
+        rows = admit(rows.continued(output, kept))
 
 
 def left_pad(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:

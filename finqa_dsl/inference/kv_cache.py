@@ -64,28 +64,32 @@ def can_stack(model) -> bool:
     return all(type(layer) in (GrowingLayer, DynamicSlidingWindowLayer) for layer in growing_cache(model).layers)
 
 
-def stacked(caches: list[DynamicCache], model) -> DynamicCache:
-    """One cache holding the rows of ``caches`` (each of any batch size and length) in order, every row
-    left-padded with zeros to the longest."""
-    length = max(cache.get_seq_length() for cache in caches)
+def stacked(caches: list[DynamicCache], model, length: int | None = None) -> DynamicCache:
+    """One cache holding the rows of ``caches`` (each of any batch size and length) in order, right-aligned in
+    ``length`` tokens (default: the longest): shorter rows are left-padded with zeros, leading tokens beyond
+    ``length`` are cut (the caller makes sure that they are padding in every row)."""
+    length = length if length is not None else max(cache.get_seq_length() for cache in caches)
     batch = growing_cache(model)
     for index, layer in enumerate(batch.layers):
         if type(layer) not in (GrowingLayer, DynamicSlidingWindowLayer):
             raise ValueError(f"cannot batch KV caches with {type(layer).__name__} layers: use the static engine")
         parts = [cache.layers[index] for cache in caches]
-        layer.update(_left_padded([part.keys for part in parts]), _left_padded([part.values for part in parts]))
-        if isinstance(layer, DynamicSlidingWindowLayer):  # it keeps its last sliding_window - 1 tokens of `length`
+        width = min(length, layer.sliding_window - 1) if isinstance(layer, DynamicSlidingWindowLayer) else length
+        layer.update(_right_aligned([part.keys for part in parts], width),
+                     _right_aligned([part.values for part in parts], width))
+        if isinstance(layer, DynamicSlidingWindowLayer):  # it holds the last sliding_window - 1 of `length` tokens
             layer.cumulative_length = length
     return batch
 
 
-def _left_padded(states: list[torch.Tensor]) -> torch.Tensor:
-    """``[batch, heads, tokens, head_dim]`` tensors concatenated along the batch, right-aligned in the tokens."""
-    width = max(part.shape[-2] for part in states)
+def _right_aligned(states: list[torch.Tensor], width: int) -> torch.Tensor:
+    """``[batch, heads, tokens, head_dim]`` tensors concatenated along the batch, each one's last ``width`` tokens
+    right-aligned (zeros before shorter ones)."""
     rows = states[0].new_zeros((sum(part.shape[0] for part in states), *states[0].shape[1:2], width,
                                 states[0].shape[-1]))
     start = 0
     for part in states:
-        rows[start:start + part.shape[0], :, width - part.shape[-2]:] = part
+        kept = min(width, part.shape[-2])
+        rows[start:start + part.shape[0], :, width - kept:] = part[:, :, part.shape[-2] - kept:]
         start += part.shape[0]
     return rows

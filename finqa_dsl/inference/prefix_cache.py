@@ -1,13 +1,15 @@
-"""Static batches over a shared-prefix KV cache: the tokens that every prompt starts with (the instruction and,
-few-shot, the k solved exemplars) go through the model once; each prompt then encodes only its own suffix.
+"""The prefix engine: the tokens that every prompt starts with (the instruction and, few-shot, the k solved
+exemplars) go through the model once, each prompt then encodes only its own suffix, and prompts join the running
+rows as others leave.
 
 The prefix is the longest common token prefix of the encoded prompts (at least one token of every prompt is left
-to encode). Its cache is computed once with batch size 1. For each prompt of a batch, a copy of it is extended by
-the prompt's suffix (all but its last token, one prompt at a time: no padding tokens are encoded), and the rows
-are stacked left-padded (:func:`finqa_dsl.inference.kv_cache.stacked`): ``[padding | prefix | suffix]``, the
-layout of a left-padded batch, so sliding-window layers (Gemma-3) see each row's last tokens as they would
-unbatched. ``model.generate`` continues from there with the prompts' last tokens; the attention mask hides the
-padding and generate derives position ids from it. The prefix keys and values are those of the whole prompt
+to encode). Its cache is computed once with batch size 1. An admitted prompt extends a copy of it by its suffix
+(all but its last token, one prompt at a time: no padding tokens are encoded), and the rows are stacked
+left-padded (:func:`finqa_dsl.inference.kv_cache.stacked`): ``[padding | prefix | suffix]``, the layout of a
+left-padded batch, so sliding-window layers (Gemma-3) see each row's last tokens as they would unbatched.
+:func:`finqa_dsl.inference.hf.decode` continues from there with the prompts' last tokens (the attention mask hides
+the padding and generate derives position ids from it); whenever rows leave, as many waiting prompts (longest
+first) are admitted and joined to the running rows. The prefix keys and values are those of the whole prompt
 (causal attention), so greedy outputs match the static engine's up to float rounding (tests and BENCHMARKS.md
 check that they are identical).
 """
@@ -16,15 +18,17 @@ from __future__ import annotations
 
 import copy
 import time
+from collections import deque
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
+from tqdm.auto import tqdm
 from transformers import DynamicCache
 
 from finqa_dsl.core.chat import encode_prompt
-from finqa_dsl.inference.backend import Generation, GenerationSettings
-from finqa_dsl.inference.hf import batched, left_pad
+from finqa_dsl.inference.backend import IN_FLIGHT, PER_EXAMPLE, Generation, GenerationSettings
+from finqa_dsl.inference.hf import Rows, decode, generation, generation_config, left_pad, stop_rule
 from finqa_dsl.inference.kv_cache import growing_cache, stacked
 
 
@@ -55,18 +59,38 @@ def extended(model, cache: DynamicCache, tokens: list[int]) -> DynamicCache:
 
 def generate(model, tokenizer, records: Sequence,
              settings: GenerationSettings) -> Iterator[tuple[Any, Generation]]:
-    """As :func:`finqa_dsl.inference.hf.generate`, with the shared prefix encoded once (its time is counted in
-    the first batch's wall time)."""
+    """Yield ``(record, Generation)`` for every record as it finishes: prompts longest first, up to
+    ``settings.batch_size`` decoding at once, the next ones joining as others leave. A row's ``latency_ms`` runs
+    from its admission (the start of its suffix encoding; the shared prefix counts in the first rows') until it
+    left; ``batch_size`` is the most rows in flight."""
     if settings.num_beams > 1:
         raise ValueError("The prefix engine decodes greedily or by sampling, not with beams: use the static engine.")
     began = time.perf_counter()
     encoded = [encode_prompt(record.prompt, tokenizer) for record in records]
     length = shared_prefix_length(encoded)
-    prefix = encoded[0][:length] if encoded else []
-    cache = prefix_cache(model, prefix)
+    shared = prefix_cache(model, encoded[0][:length] if encoded else [])
+    queue = deque(sorted(range(len(records)), key=lambda i: -len(encoded[i])))
+    config = generation_config(model, tokenizer, settings)
+    device = next(model.parameters()).device
 
-    def prepare(prompts: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, DynamicCache]:
-        rows = [extended(model, copy.deepcopy(cache), prompt[length:-1]) for prompt in prompts]
-        return *left_pad(prompts, pad_id), stacked(rows, model)
+    def admit(rows: Rows | None) -> Rows | None:
+        nonlocal began  # the first rows' admission began with the shared prefix
+        free = settings.batch_size - (len(rows) if rows else 0)
+        if not queue or free <= 0:
+            return rows
+        started, began = began or time.perf_counter(), None
+        members = [queue.popleft() for _ in range(min(free, len(queue)))]
+        prompts = [encoded[i] for i in members]
+        caches = [extended(model, copy.deepcopy(shared), prompt[length:-1]) for prompt in prompts]
+        input_ids, attention_mask = left_pad(prompts, config.pad_token_id)
+        new = Rows.admitted_at(started, members, input_ids.to(device), attention_mask.to(device),
+                               stacked(caches, model))
+        return rows.joined(new, model, config.pad_token_id) if rows else new
 
-    return batched(model, tokenizer, records, encoded, settings, prepare, setup_seconds=time.perf_counter() - began)
+    model.eval()
+    rule = stop_rule(model, tokenizer, settings)
+    with tqdm(total=len(records), unit="ex", desc="generate") as progress, torch.inference_mode():
+        for member, ids, latency, share in decode(model, tokenizer, None, config, rule, settings.exit_every, admit):
+            mode = PER_EXAMPLE if settings.batch_size == 1 else IN_FLIGHT
+            yield records[member], generation(tokenizer, ids, latency, share, mode, settings.batch_size)
+            progress.update(1)

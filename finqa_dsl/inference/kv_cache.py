@@ -59,9 +59,12 @@ def growing_cache(model) -> DynamicCache:
     return cache
 
 
+STACKABLE = (GrowingLayer, DynamicSlidingWindowLayer)  # the layer kinds :func:`stacked` can batch
+
+
 def can_stack(model) -> bool:
     """Whether :func:`stacked` can batch this model's caches (full-attention and sliding-window layers only)."""
-    return all(type(layer) in (GrowingLayer, DynamicSlidingWindowLayer) for layer in growing_cache(model).layers)
+    return all(type(layer) in STACKABLE for layer in growing_cache(model).layers)
 
 
 def stacked(caches: list[DynamicCache], model, length: int | None = None) -> DynamicCache:
@@ -71,7 +74,7 @@ def stacked(caches: list[DynamicCache], model, length: int | None = None) -> Dyn
     length = length if length is not None else max(cache.get_seq_length() for cache in caches)
     batch = growing_cache(model)
     for index, layer in enumerate(batch.layers):
-        if type(layer) not in (GrowingLayer, DynamicSlidingWindowLayer):
+        if type(layer) not in STACKABLE:
             raise ValueError(f"cannot batch KV caches with {type(layer).__name__} layers: use the static engine")
         parts = [cache.layers[index] for cache in caches]
         width = min(length, layer.sliding_window - 1) if isinstance(layer, DynamicSlidingWindowLayer) else length

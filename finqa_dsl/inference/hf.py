@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -56,26 +57,42 @@ def generate(model, tokenizer, records: Sequence,
     first, each as soon as it leaves its batch, with a progress bar in examples/s. A row's ``latency_ms`` runs
     from its batch's start until it left the batch."""
     encoded = [encode_prompt(record.prompt, tokenizer) for record in records]
+    queue = longest_first(encoded)
+    device = next(model.parameters()).device
+    batch_of: dict[int, int] = {}  # record index -> members of its batch
+
+    def admit(rows: Rows | None) -> Rows | None:
+        """The next batch, once the running one has left."""
+        if rows or not queue:
+            return rows
+        members = [queue.popleft() for _ in range(min(settings.batch_size, len(queue)))]
+        batch_of.update(dict.fromkeys(members, len(members)))
+        input_ids, attention_mask = left_pad([encoded[i] for i in members], pad_token_id(tokenizer))
+        return Rows.admitted_at(time.perf_counter(), members, input_ids.to(device), attention_mask.to(device),
+                                growing_cache(model))
+
+    yield from streamed(model, tokenizer, records, settings, admit, settings.latency_mode, batch_of.__getitem__)
+
+
+def longest_first(encoded: list[list[int]]) -> deque[int]:
+    """Indices of the encoded prompts, longest first."""
+    return deque(sorted(range(len(encoded)), key=lambda i: -len(encoded[i])))
+
+
+def streamed(model, tokenizer, records: Sequence, settings: GenerationSettings,
+             admit: Callable[[Rows | None], Rows | None], latency_mode: str,
+             batch_size: Callable[[int], int]) -> Iterator[tuple[Any, Generation]]:
+    """:func:`decode` the rows that ``admit`` brings, and yield ``(record, Generation)`` for each as it finishes,
+    with a progress bar in examples/s; ``batch_size(record index)`` is what its row reports."""
     config = generation_config(model, tokenizer, settings)
     rule = stop_rule(model, tokenizer, settings)
-    order = sorted(range(len(records)), key=lambda i: -len(encoded[i]))
-    device = next(model.parameters()).device
     model.eval()
     with tqdm(total=len(records), unit="ex", desc="generate") as progress, torch.inference_mode():
-        for start in range(0, len(order), settings.batch_size):
-            members = order[start:start + settings.batch_size]
-            input_ids, attention_mask = left_pad([encoded[i] for i in members], config.pad_token_id)
-            rows = Rows.admitted_at(time.perf_counter(), members, input_ids.to(device), attention_mask.to(device),
-                                    growing_cache(model))
-            for member, ids, latency, share in decode(model, tokenizer, rows, config, rule, settings.exit_every):
-                yield records[member], generation(tokenizer, ids, latency, share, settings.latency_mode, len(members))
-                progress.update(1)
-
-
-def generation(tokenizer, ids: list[int], latency: float, share: float, mode: str, batch_size: int) -> Generation:
-    """A finished row's :class:`Generation` (seconds in, milliseconds out)."""
-    text = tokenizer.decode(ids, skip_special_tokens=True).strip()
-    return Generation(text, len(ids), latency * 1000, mode, batch_size, share * 1000)
+        for member, ids, latency, share in decode(model, tokenizer, config, rule, settings.exit_every, admit):
+            text = tokenizer.decode(ids, skip_special_tokens=True).strip()
+            yield records[member], Generation(text, len(ids), latency * 1000, latency_mode, batch_size(member),
+                                              share * 1000)
+            progress.update(1)
 
 
 @dataclass
@@ -131,20 +148,21 @@ def _fit(rows: torch.Tensor, width: int, pad: int) -> torch.Tensor:
     return torch.cat([rows.new_full((rows.shape[0], width - rows.shape[1]), pad), rows], 1)
 
 
-def decode(model, tokenizer, rows: Rows | None, config: GenerationConfig, rule: StopRule, exit_every: int,
-           admit: Callable[[Rows | None], Rows | None] = lambda rows: rows,
-           ) -> Iterator[tuple[int, list[int], float, float]]:
+def decode(model, tokenizer, config: GenerationConfig, rule: StopRule, exit_every: int,
+           admit: Callable[[Rows | None], Rows | None]) -> Iterator[tuple[int, list[int], float, float]]:
     """Yield ``(record index, generated ids up to the stop, seconds from admission until it left, its share of the
     seconds spent)`` for every row as it finishes. Generation runs ``exit_every`` new tokens per ``model.generate``
     call (0, or beam search: one call); after each call the rows that stopped leave, the others continue from
-    their tokens and their rows of the returned cache, and ``admit`` may add rows. The time since the previous call
-    (or since the first row's admission), the preparation of rows that joined included, is split evenly among the
-    rows in the call, so the shares add up to the wall time."""
+    their tokens and their rows of the returned cache, and ``admit`` (given the running rows, or None) adds rows:
+    the first ones, and then any it chooses whenever rows left. The time since the previous call (or since the
+    admission of rows that started with nothing running), the preparation of rows that joined included, is split
+    evenly among the rows in the call, so the shares add up to the wall time."""
     step = copy.copy(config)
     step.return_dict_in_generate = True
-    rows = admit(rows)
-    clock = min(rows.admitted) if rows else 0.0
-    while rows:
+    running = None
+    while rows := admit(running):
+        if running is None:  # nothing was running: the time owed starts with these rows' admission
+            clock = min(rows.admitted)
         step.max_new_tokens = config.max_new_tokens - min(rows.produced)
         if exit_every and config.num_beams == 1:
             step.max_new_tokens = min(exit_every, step.max_new_tokens)
@@ -163,7 +181,7 @@ def decode(model, tokenizer, rows: Rows | None, config: GenerationConfig, rule: 
                 yield member, ids[:rule.length(ids, tokenizer)], left_at - rows.admitted[index], rows.shares[index]
             else:
                 kept.append(index)
-        rows = admit(rows.continued(output, kept))
+        running = rows.continued(output, kept)
 
 
 def left_pad(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -18,17 +18,15 @@ from __future__ import annotations
 
 import copy
 import time
-from collections import deque
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 from transformers import DynamicCache
 
-from finqa_dsl.core.chat import encode_prompt
+from finqa_dsl.core.chat import encode_prompt, pad_token_id
 from finqa_dsl.inference.backend import IN_FLIGHT, PER_EXAMPLE, Generation, GenerationSettings
-from finqa_dsl.inference.hf import Rows, decode, generation, generation_config, left_pad, stop_rule
+from finqa_dsl.inference.hf import Rows, left_pad, longest_first, streamed
 from finqa_dsl.inference.kv_cache import growing_cache, stacked
 
 
@@ -69,8 +67,8 @@ def generate(model, tokenizer, records: Sequence,
     encoded = [encode_prompt(record.prompt, tokenizer) for record in records]
     length = shared_prefix_length(encoded)
     shared = prefix_cache(model, encoded[0][:length] if encoded else [])
-    queue = deque(sorted(range(len(records)), key=lambda i: -len(encoded[i])))
-    config = generation_config(model, tokenizer, settings)
+    queue = longest_first(encoded)
+    pad_id = pad_token_id(tokenizer)
     device = next(model.parameters()).device
 
     def admit(rows: Rows | None) -> Rows | None:
@@ -82,15 +80,10 @@ def generate(model, tokenizer, records: Sequence,
         members = [queue.popleft() for _ in range(min(free, len(queue)))]
         prompts = [encoded[i] for i in members]
         caches = [extended(model, copy.deepcopy(shared), prompt[length:-1]) for prompt in prompts]
-        input_ids, attention_mask = left_pad(prompts, config.pad_token_id)
+        input_ids, attention_mask = left_pad(prompts, pad_id)
         new = Rows.admitted_at(started, members, input_ids.to(device), attention_mask.to(device),
                                stacked(caches, model))
-        return rows.joined(new, model, config.pad_token_id) if rows else new
+        return rows.joined(new, model, pad_id) if rows else new
 
-    model.eval()
-    rule = stop_rule(model, tokenizer, settings)
-    with tqdm(total=len(records), unit="ex", desc="generate") as progress, torch.inference_mode():
-        for member, ids, latency, share in decode(model, tokenizer, None, config, rule, settings.exit_every, admit):
-            mode = PER_EXAMPLE if settings.batch_size == 1 else IN_FLIGHT
-            yield records[member], generation(tokenizer, ids, latency, share, mode, settings.batch_size)
-            progress.update(1)
+    mode = PER_EXAMPLE if settings.batch_size == 1 else IN_FLIGHT
+    yield from streamed(model, tokenizer, records, settings, admit, mode, lambda _: settings.batch_size)

@@ -177,8 +177,8 @@ def test_generation_stops_right_after_a_stop_string(tokenizer, zero_shot, engine
     handle.remove()
     assert {(g.text, g.new_tokens) for g in results.values()} == {("aaa", 3)}
     if engine != "continuous":  # the manager stops on tokens only; its tokens are cut by the same rule
-        # prefix: + one forward pass for the shared prefix and one for each prompt's suffix
-        assert len(steps) == 3 + (engine == "prefix") * (1 + 2)
+        # prefix: + one forward pass for the shared prefix and one for both prompts' suffixes, packed
+        assert len(steps) == 3 + (engine == "prefix") * (1 + 1)
     unstopped = _run(model, tokenizer, zero_shot[:1], engine=engine, max_new_tokens=5)
     assert [(g.text, g.new_tokens) for g in unstopped.values()] == [("aaaaa", 5)]
 

@@ -30,7 +30,7 @@ class GenerationSettings:
     batch_size: int = 16
     engine: str = "auto"
     stop_strings: tuple[str, ...] = ()
-    exit_every: int = 8  # static/prefix: new tokens between removals of finished rows (0: never; BENCHMARKS.md)
+    exit_every: int = 4  # static/prefix: new tokens between removals of finished rows (0: never; BENCHMARKS.md)
 
     def __post_init__(self):
         check_engine(self.engine, self.num_beams)

@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 from tqdm.auto import tqdm
-from transformers import Cache, GenerationConfig
+from transformers import Cache, GenerationConfig, StoppingCriteriaList, StopStringCriteria
 
 from finqa_dsl.core.chat import encode_prompt, pad_token_id
 from finqa_dsl.inference.backend import Generation, GenerationSettings
@@ -99,7 +99,9 @@ def streamed(model, tokenizer, records: Sequence, settings: GenerationSettings,
 class Rows:
     """Prompts decoding together: their left-padded tokens, attention mask and KV cache (which holds every token
     but the last once decoding started), and per row its record's index, its new tokens so far, when it was
-    admitted (time.perf_counter()) and its share of the seconds spent on the batch since."""
+    admitted (time.perf_counter()) and its share of the seconds spent on the batch since. Under cascade attention
+    (:mod:`finqa_dsl.inference.cascade`) the tokens, mask and cache are those after the ``offset`` tokens of the
+    shared prefix."""
 
     input_ids: torch.Tensor
     attention_mask: torch.Tensor
@@ -108,13 +110,19 @@ class Rows:
     produced: list[int]
     admitted: list[float]
     shares: list[float]
+    offset: int = 0
 
     @classmethod
     def admitted_at(cls, began: float, members: list[int], input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                    cache: Cache) -> Rows:
+                    cache: Cache, offset: int = 0) -> Rows:
         """New rows whose preparation began at ``began``."""
         return cls(input_ids, attention_mask, cache, members, [0] * len(members), [began] * len(members),
-                   [0.0] * len(members))
+                   [0.0] * len(members), offset)
+
+    def positions(self) -> dict:
+        """``position_ids`` for ``model.generate`` when the rows start after ``offset`` tokens (else generate
+        derives them from the attention mask)."""
+        return {"position_ids": self.offset + self.attention_mask.cumsum(1) - 1} if self.offset else {}
 
     def __len__(self) -> int:
         return len(self.members)
@@ -129,7 +137,7 @@ class Rows:
         mask = self.attention_mask[kept]
         return Rows(output.sequences[kept], torch.cat([mask, mask.new_ones(len(kept), new)], 1), output.cache,
                     *([values[k] for k in kept] for values in (self.members, self.produced, self.admitted,
-                                                                self.shares)))
+                                                                self.shares)), self.offset)
 
     def joined(self, new: Rows, model, pad_id: int) -> Rows:
         """These rows and ``new`` ones in one batch, right-aligned; columns that are padding in every row go."""
@@ -138,7 +146,8 @@ class Rows:
         attention_mask = torch.cat([_fit(rows.attention_mask, width, 0) for rows in (self, new)])
         return Rows(input_ids, attention_mask, stacked([self.cache, new.cache], model, width - 1),
                     *(old + added for old, added in ((self.members, new.members), (self.produced, new.produced),
-                                                     (self.admitted, new.admitted), (self.shares, new.shares))))
+                                                     (self.admitted, new.admitted), (self.shares, new.shares))),
+                    self.offset)
 
 
 def _fit(rows: torch.Tensor, width: int, pad: int) -> torch.Tensor:
@@ -159,6 +168,9 @@ def decode(model, tokenizer, config: GenerationConfig, rule: StopRule, exit_ever
     evenly among the rows in the call, so the shares add up to the wall time."""
     step = copy.copy(config)
     step.return_dict_in_generate = True
+    # built once: generate would build it (reading the whole vocabulary) at every call
+    step.stop_strings, stop_strings = None, config.stop_strings
+    stopping = StoppingCriteriaList([StopStringCriteria(tokenizer, stop_strings)] if stop_strings else [])
     running = None
     while rows := admit(running):
         if running is None:  # nothing was running: the time owed starts with these rows' admission
@@ -167,7 +179,7 @@ def decode(model, tokenizer, config: GenerationConfig, rule: StopRule, exit_ever
         if exit_every and config.num_beams == 1:
             step.max_new_tokens = min(exit_every, step.max_new_tokens)
         output = model.generate(input_ids=rows.input_ids, attention_mask=rows.attention_mask, cache=rows.cache,
-                                generation_config=step, tokenizer=tokenizer)
+                                generation_config=step, stopping_criteria=stopping, **rows.positions())
         left_at = time.perf_counter()
         share, clock = (left_at - clock) / len(rows), left_at
         new = output.sequences.shape[1] - rows.input_ids.shape[1]

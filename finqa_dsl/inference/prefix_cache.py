@@ -17,8 +17,10 @@ check that they are identical).
 from __future__ import annotations
 
 import copy
+import itertools
 import time
 from collections.abc import Iterator, Sequence
+from contextlib import nullcontext
 from typing import Any
 
 import torch
@@ -26,15 +28,16 @@ from transformers import DynamicCache
 
 from finqa_dsl.core.chat import encode_prompt, pad_token_id
 from finqa_dsl.inference.backend import IN_FLIGHT, PER_EXAMPLE, Generation, GenerationSettings
+from finqa_dsl.inference.cascade import can_cascade, cascading
 from finqa_dsl.inference.hf import Rows, left_pad, longest_first, streamed
-from finqa_dsl.inference.kv_cache import growing_cache, stacked
+from finqa_dsl.inference.kv_cache import growing_cache, stacked, unpacked
 
 
-def shared_prefix_length(prompts: Sequence[Sequence[int]]) -> int:
-    """Tokens that all ``prompts`` start with, leaving at least one token of the shortest to encode."""
+def shared_prefix_length(prompts: Sequence[Sequence[int]], keep: int = 1) -> int:
+    """Tokens that all ``prompts`` start with, leaving at least ``keep`` tokens of the shortest to encode."""
     if not prompts:
         return 0
-    first, length = prompts[0], min(len(p) for p in prompts) - 1
+    first, length = prompts[0], min(len(p) for p in prompts) - keep
     for prompt in prompts[1:]:
         length = next((i for i in range(length) if prompt[i] != first[i]), length)
     return max(length, 0)
@@ -55,6 +58,40 @@ def extended(model, cache: DynamicCache, tokens: list[int]) -> DynamicCache:
     return cache
 
 
+PACK_TOKENS = 512  # suffix tokens per packed pass at most: attention within a pass is dense (BENCHMARKS.md)
+
+
+def packed_suffixes(model, shared: DynamicCache, suffixes: list[list[int]]) -> DynamicCache:
+    """The rows' own cache of ``suffixes`` after the ``shared`` prefix, under cascade attention. Suffixes go
+    through the model packed: one after another in one sequence of up to :data:`PACK_TOKENS` tokens (each token
+    sees the prefix and its own suffix's earlier tokens, at its position after the prefix); they come out as
+    left-padded rows."""
+    packs, pack = [], []
+    for suffix in suffixes:
+        if pack and sum(map(len, pack)) + len(suffix) > PACK_TOKENS:
+            packs.append(pack)
+            pack = []
+        pack.append(suffix)
+    packs.append(pack)
+    return unpacked([(_packed_cache(model, shared, pack), list(map(len, pack))) for pack in packs], model)
+
+
+def _packed_cache(model, shared: DynamicCache, suffixes: list[list[int]]) -> DynamicCache:
+    """The batch-1 cache of ``suffixes`` one after another, each attending to ``shared`` and to itself."""
+    lengths = [len(suffix) for suffix in suffixes]
+    device = next(model.parameters()).device
+    sequence = torch.repeat_interleave(torch.arange(len(lengths)), torch.tensor(lengths)).to(device)
+    token = torch.arange(len(sequence), device=device)
+    starts = torch.tensor([0, *itertools.accumulate(lengths)][:-1], device=device)
+    mask = (sequence[:, None] == sequence[None, :]) & (token[:, None] >= token[None, :])
+    cache = growing_cache(model)
+    with torch.inference_mode():
+        model(input_ids=torch.tensor([sum(suffixes, [])], device=device), attention_mask=mask[None, None],
+              position_ids=(shared.get_seq_length() + token - starts[sequence])[None], cache=cache, use_cache=True,
+              logits_to_keep=1)
+    return cache
+
+
 def generate(model, tokenizer, records: Sequence,
              settings: GenerationSettings) -> Iterator[tuple[Any, Generation]]:
     """Yield ``(record, Generation)`` for every record as it finishes: prompts longest first, up to
@@ -65,7 +102,9 @@ def generate(model, tokenizer, records: Sequence,
         raise ValueError("The prefix engine decodes greedily or by sampling, not with beams: use the static engine.")
     began = time.perf_counter()
     encoded = [encode_prompt(record.prompt, tokenizer) for record in records]
-    length = shared_prefix_length(encoded)
+    length = shared_prefix_length(encoded, keep=2) if can_cascade(model) else 0
+    cascade = length > 0
+    length = length or shared_prefix_length(encoded)
     shared = prefix_cache(model, encoded[0][:length] if encoded else [])
     queue = longest_first(encoded)
     pad_id = pad_token_id(tokenizer)
@@ -78,12 +117,17 @@ def generate(model, tokenizer, records: Sequence,
             return rows
         started, began = began or time.perf_counter(), None
         members = [queue.popleft() for _ in range(min(free, len(queue)))]
-        prompts = [encoded[i] for i in members]
-        caches = [extended(model, copy.deepcopy(shared), prompt[length:-1]) for prompt in prompts]
+        if cascade:  # rows hold their suffixes only; the prefix stays shared
+            prompts = [encoded[i][length:] for i in members]
+            cache = packed_suffixes(model, shared, [prompt[:-1] for prompt in prompts])
+        else:
+            prompts = [encoded[i] for i in members]
+            cache = stacked([extended(model, copy.deepcopy(shared), prompt[length:-1]) for prompt in prompts], model)
         input_ids, attention_mask = left_pad(prompts, pad_id)
-        new = Rows.admitted_at(started, members, input_ids.to(device), attention_mask.to(device),
-                               stacked(caches, model))
+        new = Rows.admitted_at(started, members, input_ids.to(device), attention_mask.to(device), cache,
+                               length if cascade else 0)
         return rows.joined(new, model, pad_id) if rows else new
 
     mode = PER_EXAMPLE if settings.batch_size == 1 else IN_FLIGHT
-    yield from streamed(model, tokenizer, records, settings, admit, mode, lambda _: settings.batch_size)
+    with cascading(model, shared) if cascade else nullcontext():
+        yield from streamed(model, tokenizer, records, settings, admit, mode, lambda _: settings.batch_size)

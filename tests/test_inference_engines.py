@@ -11,7 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM, Qwen3NextConfig
+from transformers import Gemma3ForCausalLM, Gemma3TextConfig, LlamaConfig, LlamaForCausalLM, Qwen3NextConfig
 
 from finqa_dsl.core.context import ContextConfig
 from finqa_dsl.core.data import load_examples
@@ -87,6 +87,19 @@ def test_every_engine_gives_the_one_by_one_greedy_outputs_of_the_real_default_mo
     one_by_one = _outputs(_run(model, tokenizer, records, engine="static", batch_size=1, max_new_tokens=12))
     for engine in ("prefix", "continuous"):
         assert _outputs(_run(model, tokenizer, records, engine=engine, max_new_tokens=12)) == one_by_one, engine
+
+
+def test_prefix_engine_on_a_sliding_window_model_gives_the_one_by_one_outputs(tokenizer, zero_shot):
+    """Gemma-3's layout with a sliding window of 8 tokens, far shorter than the prompts: no cascade attention
+    (:func:`finqa_dsl.inference.cascade.can_cascade`), the prefix is copied into every row."""
+    torch.manual_seed(0)
+    config = Gemma3TextConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                              num_attention_heads=4, num_key_value_heads=2, head_dim=8, sliding_window=8,
+                              layer_types=["sliding_attention", "full_attention"], initializer_range=0.5)
+    model = Gemma3ForCausalLM(config).eval()
+    one_by_one = _outputs(_run(model, tokenizer, zero_shot, engine="static", batch_size=1))
+    assert len({text for text, _ in one_by_one.values()}) > 1, "prompts must lead to different generations"
+    assert _outputs(_run(model, tokenizer, zero_shot, engine="prefix", batch_size=3)) == one_by_one
 
 
 @pytest.mark.parametrize("engine", ["static", "prefix"])

@@ -4,6 +4,7 @@ of different lengths: every row decodes as it would alone, past the sliding wind
 
 from __future__ import annotations
 
+import contextlib
 import copy
 
 import pytest
@@ -92,12 +93,22 @@ def test_stacked_rows_decode_as_each_prompt_alone(make_model):
     prompts = [prefix + [20, 21, 22], prefix + [30] * 9 + [31], prefix + [40, 41]]
     shared = prefix_cache(model, prefix)
     cache = stacked([extended(model, copy.deepcopy(shared), prompt[len(prefix):-1]) for prompt in prompts], model)
-    input_ids, mask = left_pad(prompts, 0)
+    assert_rows_decode_alone(model, prompts, cache)
+
+
+def assert_rows_decode_alone(model, prompts: list[list[int]], cache, offset: int = 0, steps: int = 4,
+                             within=contextlib.nullcontext) -> None:
+    """Decoding the rows of ``cache`` (every prompt but its last token, after ``offset`` tokens held elsewhere)
+    gives each row the logits of its prompt alone, for ``steps`` tokens; the rows' forward passes run
+    ``within()``."""
+    input_ids, mask = left_pad([prompt[offset:] for prompt in prompts], 0)
     tokens = input_ids[:, -1:]
     with torch.inference_mode():
-        for step in range(4):
-            positions = mask.sum(-1, keepdim=True) - 1
-            logits = model(input_ids=tokens, attention_mask=mask, position_ids=positions, cache=cache).logits[:, -1]
+        for step in range(steps):
+            positions = offset + mask.sum(-1, keepdim=True) - 1
+            with within():
+                logits = model(input_ids=tokens, attention_mask=mask, position_ids=positions,
+                               cache=cache).logits[:, -1]
             for row, prompt in enumerate(prompts):
                 alone = model(input_ids=torch.tensor([prompt + [50 + i for i in range(step)]])).logits[0, -1]
                 torch.testing.assert_close(logits[row], alone, rtol=1e-4, atol=1e-4)

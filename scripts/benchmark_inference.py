@@ -1,7 +1,7 @@
 """Test-inference throughput, side by side on the same model and prompts: the seed's one-by-one loop, static
 batches as they were before the engines (``--static_batch_size`` prompts, every batch decoding until its longest
 generation ends, no stop strings), and the engines as the driver runs them (``--batch_size`` prompts, finished rows
-leaving their batch every 8 tokens, the target's stop strings): static, prefix (shared-prefix cache), continuous.
+leaving their batch every 4 tokens, the target's stop strings): static, prefix (shared-prefix cache), continuous.
 
 Model: the default SmolLM2-135M-Instruct when prepared, else a tiny random Llama (as benchmark_training.py).
 Prompts: FinQA/sample/test.json, gold context, program target, rendered with the model's chat template;

@@ -1,8 +1,9 @@
 """The Hugging Face backend and its engines: which one generates, chosen per run (``--inference_engine``).
 
 - ``static``: left-padded batches of ``model.generate`` (:mod:`finqa_dsl.inference.hf`); every decoding mode.
-- ``prefix``: a shared-prefix KV cache, each prompt's suffix encoded without padding, and waiting prompts joining
-  the running rows as others leave (:mod:`finqa_dsl.inference.prefix_cache`); greedy or sampling.
+- ``prefix``: a shared-prefix KV cache (read once per step by cascade attention on CPU), each prompt's suffix
+  encoded without padding, and waiting prompts joining the running rows as others leave
+  (:mod:`finqa_dsl.inference.prefix_cache`); greedy or sampling.
 - ``continuous``: transformers' continuous batching (:mod:`finqa_dsl.inference.continuous`); greedy or sampling.
 - ``auto``: ``prefix`` (BENCHMARKS.md: the fastest on an idle 2-core CPU; continuous batching was the slowest
   batched engine there), or ``static`` for beam search and for models with cache layers that the prefix engine

@@ -2,16 +2,23 @@
 exemplars) go through the model once, each prompt then encodes only its own suffix, and prompts join the running
 rows as others leave.
 
-The prefix is the longest common token prefix of the encoded prompts (at least one token of every prompt is left
-to encode). Its cache is computed once with batch size 1. An admitted prompt extends a copy of it by its suffix
-(all but its last token, one prompt at a time: no padding tokens are encoded), and the rows are stacked
-left-padded (:func:`finqa_dsl.inference.kv_cache.stacked`): ``[padding | prefix | suffix]``, the layout of a
-left-padded batch, so sliding-window layers (Gemma-3) see each row's last tokens as they would unbatched.
+The prefix is the longest common token prefix of the encoded prompts (leaving at least one token of every prompt
+to encode, two under cascade attention). Its cache is computed once with batch size 1. Admitted prompts encode
+their suffixes (all but the last token; no padding tokens are encoded) in one of two layouts:
+
+- **cascade** (:func:`finqa_dsl.inference.cascade.can_cascade`: CPU, every layer over the whole context): the
+  rows hold only their own tokens, left-padded, and every layer attends to the one prefix cache and to the row's
+  own (:mod:`finqa_dsl.inference.cascade`). The suffixes go through the model packed, several in one sequence
+  (:func:`packed_suffixes`), and their positions start after the prefix (:meth:`finqa_dsl.inference.hf.Rows.positions`).
+- **copied** (otherwise, e.g. Gemma-3's sliding window): each prompt extends a copy of the prefix cache by its
+  suffix, and the rows are stacked left-padded (:func:`finqa_dsl.inference.kv_cache.stacked`):
+  ``[padding | prefix | suffix]``, the layout of a left-padded batch, so sliding-window layers see each row's
+  last tokens as they would unbatched.
+
 :func:`finqa_dsl.inference.hf.decode` continues from there with the prompts' last tokens (the attention mask hides
-the padding and generate derives position ids from it); whenever rows leave, as many waiting prompts (longest
-first) are admitted and joined to the running rows. The prefix keys and values are those of the whole prompt
-(causal attention), so greedy outputs match the static engine's up to float rounding (tests and BENCHMARKS.md
-check that they are identical).
+the padding); whenever rows leave, as many waiting prompts (longest first) are admitted and joined to the running
+rows. The prefix keys and values are those of the whole prompt (causal attention), so greedy outputs match the
+static engine's up to float rounding (tests and BENCHMARKS.md check that they are identical).
 """
 
 from __future__ import annotations

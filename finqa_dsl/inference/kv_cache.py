@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
-from types import SimpleNamespace
 
 import torch
 from transformers import DynamicCache
@@ -76,32 +75,32 @@ def stacked(caches: list[DynamicCache], model, length: int | None = None) -> Dyn
     ``length`` tokens (default: the longest): shorter rows are left-padded with zeros, leading tokens beyond
     ``length`` are cut (the caller makes sure that they are padding in every row)."""
     length = length if length is not None else max(cache.get_seq_length() for cache in caches)
-    return _rows(model, length, lambda index: [cache.layers[index] for cache in caches])
+    return _rows(model, length, lambda index: [(cache.layers[index].keys, cache.layers[index].values)
+                                               for cache in caches])
 
 
 def unpacked(packs: list[tuple[DynamicCache, list[int]]], model) -> DynamicCache:
     """One row per sequence of the ``packs``, in order: each pack a batch-1 cache holding sequences of the given
     lengths one after another. Rows are right-aligned and left-padded with zeros as by :func:`stacked`."""
 
-    def parts(index: int) -> list[SimpleNamespace]:
-        return [SimpleNamespace(keys=layer.keys[:, :, end - n:end], values=layer.values[:, :, end - n:end])
+    def parts(index: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        return [(layer.keys[:, :, end - n:end], layer.values[:, :, end - n:end])
                 for layer, lengths in ((cache.layers[index], lengths) for cache, lengths in packs)
                 for n, end in zip(lengths, itertools.accumulate(lengths), strict=True)]
 
     return _rows(model, max(n for _, lengths in packs for n in lengths), parts)
 
 
-def _rows(model, length: int, parts: Callable[[int], list]) -> DynamicCache:
-    """A cache whose layer ``index`` holds ``parts(index)`` (each with ``keys`` and ``values``) batched, every
-    part's last ``length`` tokens right-aligned."""
+def _rows(model, length: int, parts: Callable[[int], list[tuple[torch.Tensor, torch.Tensor]]]) -> DynamicCache:
+    """A cache whose layer ``index`` holds the ``(keys, values)`` of ``parts(index)`` batched, every part's last
+    ``length`` tokens right-aligned."""
     batch = growing_cache(model)
     for index, layer in enumerate(batch.layers):
         if type(layer) not in STACKABLE:
             raise ValueError(f"cannot batch KV caches with {type(layer).__name__} layers: use the static engine")
-        layer_parts = parts(index)
+        keys, values = zip(*parts(index), strict=True)
         width = min(length, layer.sliding_window - 1) if isinstance(layer, DynamicSlidingWindowLayer) else length
-        layer.update(_right_aligned([part.keys for part in layer_parts], width),
-                     _right_aligned([part.values for part in layer_parts], width))
+        layer.update(_right_aligned(list(keys), width), _right_aligned(list(values), width))
         if isinstance(layer, DynamicSlidingWindowLayer):  # it holds the last sliding_window - 1 of `length` tokens
             layer.cumulative_length = length
     return batch

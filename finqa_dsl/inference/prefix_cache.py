@@ -3,13 +3,15 @@ exemplars) go through the model once, each prompt then encodes only its own suff
 rows as others leave.
 
 The prefix is the longest common token prefix of the encoded prompts (leaving at least one token of every prompt
-to encode, two under cascade attention). Its cache is computed once with batch size 1. Admitted prompts encode
-their suffixes (all but the last token; no padding tokens are encoded) in one of two layouts:
+to encode; two under cascade attention, so that every row's own cache holds a token). Its cache is computed once
+with batch size 1. Admitted prompts encode their suffixes (all but the last token; no padding tokens are encoded)
+in one of two layouts:
 
 - **cascade** (:func:`finqa_dsl.inference.cascade.can_cascade`: CPU, every layer over the whole context): the
   rows hold only their own tokens, left-padded, and every layer attends to the one prefix cache and to the row's
   own (:mod:`finqa_dsl.inference.cascade`). The suffixes go through the model packed, several in one sequence
-  (:func:`packed_suffixes`), and their positions start after the prefix (:meth:`finqa_dsl.inference.hf.Rows.positions`).
+  (:func:`packed_suffixes`), and their positions start after the prefix
+  (:meth:`finqa_dsl.inference.hf.Rows.positions`).
 - **copied** (otherwise, e.g. Gemma-3's sliding window): each prompt extends a copy of the prefix cache by its
   suffix, and the rows are stacked left-padded (:func:`finqa_dsl.inference.kv_cache.stacked`):
   ``[padding | prefix | suffix]``, the layout of a left-padded batch, so sliding-window layers see each row's
@@ -109,9 +111,8 @@ def generate(model, tokenizer, records: Sequence,
         raise ValueError("The prefix engine decodes greedily or by sampling, not with beams: use the static engine.")
     began = time.perf_counter()
     encoded = [encode_prompt(record.prompt, tokenizer) for record in records]
-    length = shared_prefix_length(encoded, keep=2) if can_cascade(model) else 0
-    cascade = length > 0
-    length = length or shared_prefix_length(encoded)
+    cascade = can_cascade(model) and shared_prefix_length(encoded, keep=2) > 0
+    length = shared_prefix_length(encoded, keep=2 if cascade else 1)
     shared = prefix_cache(model, encoded[0][:length] if encoded else [])
     queue = longest_first(encoded)
     pad_id = pad_token_id(tokenizer)

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 import torch
 from transformers import AttentionInterface, DynamicCache
 from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
-from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+from transformers.masking_utils import AttentionMaskInterface, eager_mask
 
 from finqa_dsl.inference.kv_cache import GrowingLayer, growing_cache
 
@@ -66,8 +66,9 @@ def _flash(query, key, value, mask, scale) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _additive_mask(mask: torch.Tensor | None, length: int, keys: int, dtype, device) -> torch.Tensor:
-    """``[batch or 1, 1, length, keys]`` additive mask: 0 where a query sees a key, -inf elsewhere; causal (the
-    queries are the last ``length`` keys) when ``mask`` is None."""
+    """``[batch or 1, 1, length, keys]`` additive mask: the model's own (already additive), a boolean one (a
+    packed pass's) as 0 where a query sees a key and -inf elsewhere, or causal (the queries are the last ``length``
+    keys) when ``mask`` is None."""
     if mask is None:
         queries = torch.arange(keys - length, keys, device=device)
         mask = (queries[:, None] >= torch.arange(keys, device=device)[None, :])[None, None]
@@ -77,7 +78,7 @@ def _additive_mask(mask: torch.Tensor | None, length: int, keys: int, dtype, dev
 
 
 AttentionInterface.register(NAME, cascade_attention)
-AttentionMaskInterface.register(NAME, sdpa_mask)
+AttentionMaskInterface.register(NAME, eager_mask)  # additive float masks, built once per forward pass
 
 
 def can_cascade(model) -> bool:

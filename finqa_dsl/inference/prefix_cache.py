@@ -75,12 +75,13 @@ def packed_suffixes(model, shared: DynamicCache, suffixes: list[list[int]]) -> D
     through the model packed: one after another in one sequence of up to :data:`PACK_TOKENS` tokens (each token
     sees the prefix and its own suffix's earlier tokens, at its position after the prefix); they come out as
     left-padded rows."""
-    packs, pack = [], []
+    packs, pack, tokens = [], [], 0
     for suffix in suffixes:
-        if pack and sum(map(len, pack)) + len(suffix) > PACK_TOKENS:
+        if pack and tokens + len(suffix) > PACK_TOKENS:
             packs.append(pack)
-            pack = []
+            pack, tokens = [], 0
         pack.append(suffix)
+        tokens += len(suffix)
     packs.append(pack)
     return unpacked([(_packed_cache(model, shared, pack), list(map(len, pack))) for pack in packs], model)
 

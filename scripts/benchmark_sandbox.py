@@ -3,8 +3,9 @@
     python scripts/benchmark_sandbox.py [--examples DIR] [--n 1147] [--workers 2] [--timeout_s 2]
 
 The programs are program-of-thought Python written from FinQA gold programs (test.json, then dev.json, cycled
-up to ``--n``; the real examples in ../shared/FinQA/real when present) by a plain translation: one variable per
-step, then ``ans = ...``; a table step becomes its value. Every 100th is swapped for a failing one
+up to ``--n``; the real examples in ../shared/FinQA/real when present) by the gold-program teacher,
+:func:`finqa_dsl.core.gold_transpiler.transpile` (named numbers, one line per step, then ``ans``); programs it
+cannot state are passed over. Every 100th is swapped for a failing one
 (ZeroDivisionError, syntax error, NameError, no ``ans``, a list ``ans``). Both paths run the same programs with
 the same parallelism (``--workers``); the naive path starts ``python -c RUNNER`` per program, feeds the code on
 stdin and reads the value back. One run each, after a warm-up of the sandbox's workers; prints one JSON line:
@@ -25,13 +26,13 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from finqa_dsl.core.dsl import execute, str_to_num, tokenize
+from finqa_dsl.core.data import load_examples
+from finqa_dsl.core.gold_transpiler import TranspileError, transpile
 from finqa_dsl.sandbox import Sandbox, SandboxResult
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_REAL = Path(os.environ.get("FINQA_SHARED_DIR", REPO_ROOT.parent / "shared")) / "FinQA" / "real"
 DEFAULT_EXAMPLES = SHARED_REAL if SHARED_REAL.is_dir() else REPO_ROOT / "FinQA" / "sample"
-INFIX = {"add": "+", "subtract": "-", "multiply": "*", "divide": "/", "exp": "**", "greater": ">"}
 NAIVE_TIMEOUT_S = 60.0
 FAILING = ("ans = 1 / 0", "ans = (revenue -", "ans = revenue * 2", "revenue = 100", "ans = [1, 2]")
 # The naive path: what a script would write to run one program in a fresh interpreter.
@@ -59,38 +60,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def to_python(program: str, table: list[list[str]], question: str) -> str:
-    """A FinQA DSL program as program-of-thought Python: ``v0 = 5829 - 5735``, ..., ``ans = v1``."""
-    tokens = tokenize(program)
-    lines = [f"# {question}"]
-    for step, start in enumerate(range(0, len(tokens) - 1, 4)):
-        op, first, second = tokens[start][:-1], tokens[start + 1], tokens[start + 2]
-        if op.startswith("table_"):
-            value = execute(f"{op}({first}, none)", table).value
-            lines.append(f"v{step} = {value!r}  # {op} of the row {first!r}")
-        else:
-            left, right = (operand(arg) for arg in (first, second))
-            lines.append(f"v{step} = {left} {INFIX[op]} {right}")
-    lines.append(f"ans = v{step}")
-    return "\n".join(lines)
-
-
-def operand(arg: str) -> str:
-    return f"v{arg[1:]}" if arg.startswith("#") else repr(str_to_num(arg))
-
-
 def programs(folder: Path, n: int) -> tuple[list[str], list[object]]:
     """``n`` programs and their gold ``exe_ans`` (None for the failing ones)."""
-    examples = [example for name in ("test.json", "dev.json") for example in json.loads((folder / name).read_text())]
-    examples = list(itertools.islice(itertools.cycle(examples), n))
+    solved = []
+    for example in (example for name in ("test.json", "dev.json") for example in load_examples(folder / name)):
+        try:
+            solved.append((transpile(example), example.exe_ans))
+        except TranspileError:
+            continue  # no Python states its official value: passed over, as the gold-program teacher does
     codes, gold = [], []
-    for index, example in enumerate(examples):
-        if index % 100 == 99:
-            codes.append(FAILING[index // 100 % len(FAILING)])
-            gold.append(None)
-        else:
-            codes.append(to_python(example["qa"]["program"], example["table"], example["qa"]["question"]))
-            gold.append(example["qa"]["exe_ans"])
+    for index, (code, exe_ans) in enumerate(itertools.islice(itertools.cycle(solved), n)):
+        failing = index % 100 == 99
+        codes.append(FAILING[index // 100 % len(FAILING)] if failing else code)
+        gold.append(None if failing else exe_ans)
     return codes, gold
 
 

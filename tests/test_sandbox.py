@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from finqa_dsl.sandbox import Reason, Sandbox, SandboxError, SandboxResult
+from finqa_dsl.sandbox import Reason, Sandbox, SandboxError, SandboxResult, framing
 from finqa_dsl.sandbox import pool as sandbox_pool
 from scripts import benchmark_sandbox
 
@@ -407,6 +407,24 @@ def test_benchmark_programs_get_the_same_values_as_one_subprocess_each():
 ])
 def test_worker_messages_are_checked_field_by_field(message, expected):
     assert sandbox_pool.result_from_message(message) == expected
+
+
+@pytest.mark.parametrize(("written", "expected"), [
+    (framing.frame({"id": 3, "code": "ans = '\u00e9' * 70000"}), {"id": 3, "code": "ans = '\u00e9' * 70000"}),
+    (framing.frame({"id": 1})[:-1], None),  # the pipe ends inside a message
+    (b"", None),
+    (framing.HEADER.pack(4) + b"[1]\n", None),  # JSON, but not an object
+    (framing.HEADER.pack(3) + b"{no", None),
+])
+def test_one_framing_reads_back_what_it_wrote_and_nothing_else(written, expected):
+    read_end, write_end = os.pipe()
+    writer = threading.Thread(target=lambda: (framing.write_all(write_end, written), os.close(write_end)))
+    writer.start()  # a message larger than the pipe's buffer is written while it is read
+    try:
+        assert framing.read_message(read_end) == expected
+    finally:
+        writer.join()
+        os.close(read_end)
 
 
 def test_a_run_interrupted_by_the_caller_leaves_the_sandbox_usable():

@@ -30,6 +30,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from .framing import frame, read_message, write_all
 from .reasons import Reason
 
 WORKER_SCRIPT = Path(__file__).with_name("worker.py")
@@ -112,29 +113,12 @@ class _Worker:
             raise SandboxError(f"sandbox worker {WORKER_SCRIPT} did not start with {sys.executable} -I -S "
                                f"(exit status {code}); run it by hand to see why")
 
-    def send(self, data: bytes) -> None:
-        while data:
-            data = data[os.write(self.to_worker, data):]
+    def send(self, message: bytes) -> None:
+        write_all(self.to_worker, message)
 
     def receive(self) -> dict | None:
         """The next message, or None if the worker died (EOF) or sent something unreadable."""
-        header = self._read(4)
-        body = header and self._read(int.from_bytes(header, "big"))
-        try:
-            message = json.loads(body) if body else None
-        except ValueError:
-            return None
-        return message if isinstance(message, dict) else None
-
-    def _read(self, size: int) -> bytes | None:
-        chunks = []
-        while size:
-            chunk = os.read(self.from_worker, size)
-            if not chunk:
-                return None
-            chunks.append(chunk)
-            size -= len(chunk)
-        return b"".join(chunks)
+        return read_message(self.from_worker)
 
     def kill(self) -> None:
         """Kill the worker and everything in its session (a program's child included)."""
@@ -251,8 +235,7 @@ class Sandbox:
         """Keep up to PIPELINE_DEPTH programs in the worker's pipe, so that it never waits on the parent;
         only small ones go behind another (a full pipe each way would deadlock)."""
         while queue and len(worker.jobs) < PIPELINE_DEPTH:
-            data = json.dumps({"id": queue[0], "code": codes[queue[0]]}).encode()
-            data = len(data).to_bytes(4, "big") + data
+            data = frame({"id": queue[0], "code": codes[queue[0]]})
             if worker.jobs and len(data) > PIPELINED_BYTES:
                 return
             try:

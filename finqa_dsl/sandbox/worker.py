@@ -2,7 +2,7 @@
 
 Started by ``finqa_dsl.sandbox.pool`` as a script (the parent never imports it); stdlib only, and it loads only
 the modules programs may import plus what it needs itself, since a program can reach any loaded module.
-Protocol on fd 0 (requests) and fd 1 (responses): 4-byte big-endian length, then UTF-8 JSON.
+Protocol on fd 0 (requests) and fd 1 (responses): framing.py's messages (4-byte big-endian length, then JSON).
 
 Per program the worker forks; the child closes every inherited file descriptor, points 0/1/2 at /dev/null,
 chroots into the throwaway directory where it may, lowers its resource limits (address space, CPU time, file
@@ -24,14 +24,14 @@ import os
 import resource
 import select
 import signal
-import struct
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from reasons import Reason  # noqa: E402  (run as a script: the package is not importable under -I -S)
+# Run as a script: the package is not importable under -I -S, its sibling modules are.
+from framing import frame, read_message, write_all  # noqa: E402
+from reasons import Reason  # noqa: E402
 
-HEADER = struct.Struct(">I")
 RESULT_FD = 3
 MAX_MESSAGE_CHARS = 300
 # Audit events a program may raise; any other ends it with FORBIDDEN. ``object.__getattr__`` (frames, code
@@ -57,29 +57,6 @@ FUNCTION = type(lambda: None)
 def type_name(value: object) -> str:
     """The type's own name, whatever the object or its metaclass claim."""
     return _TYPE_NAME.__get__(type(value), type)
-
-
-def send(fd: int, payload: dict) -> None:
-    data = json.dumps(payload).encode()
-    data = HEADER.pack(len(data)) + data
-    while data:
-        data = data[os.write(fd, data):]
-
-
-def receive(fd: int) -> dict | None:
-    header = read_exact(fd, HEADER.size)
-    return None if header is None else json.loads(read_exact(fd, HEADER.unpack(header)[0]) or b"null")
-
-
-def read_exact(fd: int, size: int) -> bytes | None:
-    chunks, left = [], size
-    while left:
-        chunk = os.read(fd, left)
-        if not chunk:
-            return None
-        chunks.append(chunk)
-        left -= len(chunk)
-    return b"".join(chunks)
 
 
 def forbidding_hook(allowed: frozenset[str] = ALLOWED_EVENTS, write=os.write, end=os._exit):
@@ -329,9 +306,9 @@ def prepare(config: dict) -> _Child:
 
 def main() -> None:
     child = prepare(json.loads(sys.argv[1]))
-    send(1, {"ready": os.getpid()})
-    while (request := receive(0)) is not None:
-        send(1, run_one(request["code"], child) | {"id": request["id"]})
+    write_all(1, frame({"ready": os.getpid()}))
+    while (request := read_message(0)) is not None:
+        write_all(1, frame(run_one(request["code"], child) | {"id": request["id"]}))
 
 
 if __name__ == "__main__":

@@ -11,10 +11,10 @@ from finqa_dsl.core.metrics import HEADLINE_METRICS
 from finqa_dsl.runs.compare import compare_runs
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("run_folders", nargs="+", type=Path)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     try:
         print(compare_runs(args.run_folders, HEADLINE_METRICS))
     except FileNotFoundError as error:

@@ -240,7 +240,7 @@ def parrot_model(folder: Path, text: str) -> Path:
     ("program", "divide(18, 4)", {"execution_correct": 1, "program_correct": 1}),
     ("numerical", "4.5", {"answer_correct_strict": 1, "answer_correct_tolerant": 1}),
     ("answer", "4.5", {"answer_correct_strict": 1, "answer_correct_tolerant": 1}),
-    ("code", "ans=18/4", {"execution_correct": 1, "answer_correct_tolerant": 1, "answer_correct_seed_rule": 1}),
+    ("code", "ans=18/4", {"execution_correct": 1, "answer_correct_tolerant": 1, "answer_correct_abs_1e3": 1}),
 ])
 def test_rescoring_a_run_with_no_flag_reproduces_its_test_metrics(in_tmp, capsys, target_field, text, correct):
     records = sample_records(4)

@@ -23,19 +23,19 @@ def example(exe_ans):
     return first.__class__(**{**first.__dict__, "exe_ans": exe_ans})
 
 
-@pytest.mark.parametrize(("execution", "exe_ans", "official", "tolerant", "seed"), [
+@pytest.mark.parametrize(("execution", "exe_ans", "official", "tolerant", "within_abs_1e3"), [
     (CodeExecution("ans = 0.0163934", 0.0163934), 0.01639, True, True, True),
     (CodeExecution("ans = 0.0164", 0.0164), 0.01639, False, True, True),  # within 1e-3 relative and absolute
-    (CodeExecution("ans = 1639.34", 1639.34), 1.63934, False, False, True),  # the seed's /1000 rescue
+    (CodeExecution("ans = 1639.34", 1639.34), 1.63934, False, False, True),  # the study's /1000 rescue
     (CodeExecution("ans = 5 > 3", "yes"), "yes", True, True, True),
     (CodeExecution("ans = 'No'", "No"), "no", False, True, True),
     (CodeExecution("ans = 1/0", None, "exception", "ZeroDivisionError"), 1.0, False, False, False),
     (CodeExecution(None), 1.0, False, False, False),
 ])
-def test_code_predictions_are_scored_three_ways(execution, exe_ans, official, tolerant, seed):
+def test_code_predictions_are_scored_three_ways(execution, exe_ans, official, tolerant, within_abs_1e3):
     row = score_code_prediction(execution, example(exe_ans))
-    assert (row["execution_correct"], row["answer_correct_tolerant"], row["answer_correct_seed_rule"]) == \
-        (official, tolerant, seed)
+    assert (row["execution_correct"], row["answer_correct_tolerant"], row["answer_correct_abs_1e3"]) == \
+        (official, tolerant, within_abs_1e3)
     expected_reason = NO_CODE if execution.code is None else execution.reason or (None if official else "wrong_value")
     assert row["failure_reason"] == expected_reason
 
@@ -60,7 +60,7 @@ def test_fine_tuning_on_a_filtered_teacher_csv_runs_code_in_the_sandbox(in_tmp, 
     folder = in_tmp / "__output__" / "ft"
     metrics = json.loads((folder / run_files.TEST_METRICS).read_text())
     assert metrics["target_field"] == "code" and metrics["eval_type"] == "fine-tuned" and metrics["n"] == 4
-    assert {"execution_accuracy", "answer_accuracy_tolerant", "answer_accuracy_seed_rule"} <= metrics.keys()
+    assert {"execution_accuracy", "answer_accuracy_tolerant", "answer_accuracy_abs_1e3"} <= metrics.keys()
     assert sum(metrics["execution_errors"].values()) + metrics["execution_correct"] <= 4
     rows = [json.loads(line) for line in (folder / run_files.TEST_PREDICTIONS).read_text().splitlines()]
     assert all(row["target"].startswith("```python\n") and "ans = " in row["target"] for row in rows)

@@ -7,18 +7,18 @@ import json
 
 import pytest
 
-from finqa_dsl.distill.filtering import answer_matches, seed_rule_matches
+from finqa_dsl.distill.filtering import answer_matches, answer_matches_within_abs_1e3
 from scripts import filter_valid_answers
 
 COLUMNS = ["id", "prompt", "generated_code", "actual_answer", "expected_answer", "failure_reason",
            "failure_detail", "teacher_error", "prompt_tokens", "completion_tokens"]
 
 
-@pytest.mark.parametrize(("actual", "expected", "ours", "seeds"), [
+@pytest.mark.parametrize(("actual", "expected", "ours", "abs_1e3"), [
     ("0.0322", "0.03221", True, True),
     ("94.0", "94", True, True),
-    ("1000000.5", "1000000", True, False),  # relative 1e-3 vs the seed's absolute 1e-3
-    ("0.0504", "0.05", False, True),  # the seed's absolute rule is loose for small fractions
+    ("1000000.5", "1000000", True, False),  # relative 1e-3 vs the study's absolute 1e-3
+    ("0.0504", "0.05", False, True),  # the study's absolute rule is loose for small fractions
     ("0.0001234", "0.00012", True, True),  # exe_ans is rounded to 5 decimals: official rounding matches
     ("yes", "yes", True, True),
     ("True", "yes", True, True),
@@ -26,9 +26,9 @@ COLUMNS = ["id", "prompt", "generated_code", "actual_answer", "expected_answer",
     ("14.5", "0.145", False, False),
     ("", "3", False, False),
 ])
-def test_matching_rules(actual, expected, ours, seeds):
+def test_matching_rules(actual, expected, ours, abs_1e3):
     assert answer_matches(actual, expected) is ours
-    assert seed_rule_matches(actual, expected) is seeds
+    assert answer_matches_within_abs_1e3(actual, expected) is abs_1e3
 
 
 def _write(path, rows):
@@ -56,7 +56,7 @@ def test_rows_are_kept_or_dropped_with_their_reason(tmp_path, capsys):
     _write(source, rows)
     assert filter_valid_answers.main([str(source), "--output_file", str(tmp_path / "kept.csv")]) == 0
     summary = json.loads(capsys.readouterr().out)
-    assert summary["rows"] == 8 and summary["kept"] == 1 and summary["kept_by_seed_rule"] == 1
+    assert summary["rows"] == 8 and summary["kept"] == 1 and summary["kept_by_abs_1e3"] == 1
     assert summary["dropped"] == {"exception": 1, "no_ans": 1, "no_code": 1, "syntax_error": 1, "teacher_error": 1,
                                   "timeout": 1, "wrong_value": 1}
     with open(tmp_path / "kept.csv", encoding="utf-8", newline="") as handle:

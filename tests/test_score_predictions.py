@@ -144,3 +144,15 @@ def test_the_gold_defaults_to_the_run_folders_test_file(script, capsys, gold_fil
     outside = write_lines(tmp_path / "p.jsonl", [{"id": "C/2019/page_3.pdf-1", "generation": "yes"}])
     code, _, err = run(script, capsys, outside)
     assert code == 2 and "no run folder args.json with a test_file beside it: pass --gold" in err
+
+
+def test_a_predictions_file_with_keys_of_an_earlier_version_still_scores(script, capsys, gold_file, tmp_path):
+    """Rows that an earlier version scored carry ``answer_correct_seed_rule``; rescoring reports today's key."""
+    rows = [{"id": "A/2019/page_1.pdf-1", "generation": "ans = 200 / 1000", "target_field": "code",
+             "answer_correct_seed_rule": True},
+            {"id": "C/2019/page_3.pdf-1", "generation": "ans = 1200 > 1000", "target_field": "code",
+             "answer_correct_seed_rule": True}]
+    code, summary, _ = run(script, capsys, write_lines(tmp_path / "old.jsonl", rows), "--gold", gold_file)
+    assert code == 0 and summary["target_field"] == "code"
+    assert (summary["answer_correct_abs_1e3"], summary["answer_accuracy_abs_1e3"]) == (2, 1.0)
+    assert not any("seed_rule" in key for key in summary)

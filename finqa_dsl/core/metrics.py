@@ -1,6 +1,6 @@
 """Score predictions against FinQA gold: official execution/program accuracy, strict and tolerant answer
-matches, executed Python code (official, tolerant and the second seed's rule), latency statistics, inference
-totals. Every metric and per-row score field name is defined here,
+matches, executed Python code (official, tolerant, and within 1e-3 absolute: the PoT-distillation study's rule),
+latency statistics, inference totals. Every metric and per-row score field name is defined here,
 once (the other keys of a predictions row: :mod:`finqa_dsl.core.prediction_rows`)."""
 
 from __future__ import annotations
@@ -34,8 +34,12 @@ ANSWER_CORRECT_STRICT = "answer_correct_strict"
 ANSWER_CORRECT_TOLERANT = "answer_correct_tolerant"
 ANSWER_ACCURACY_STRICT = "answer_accuracy_strict"
 ANSWER_ACCURACY_TOLERANT = "answer_accuracy_tolerant"
-ANSWER_CORRECT_SEED_RULE = "answer_correct_seed_rule"  # code target: the second seed's own evaluation rule
-ANSWER_ACCURACY_SEED_RULE = "answer_accuracy_seed_rule"
+ANSWER_CORRECT_ABS_1E3 = "answer_correct_abs_1e3"  # code target: within 1e-3 absolute, the study's own rule
+ANSWER_ACCURACY_ABS_1E3 = "answer_accuracy_abs_1e3"
+# Keys that earlier versions wrote, and the keys they are now: metrics and predictions files already on disk may
+# carry them; :func:`with_current_keys` reads them as today's.
+RENAMED_KEYS = {"answer_correct_seed_rule": ANSWER_CORRECT_ABS_1E3,
+                "answer_accuracy_seed_rule": ANSWER_ACCURACY_ABS_1E3}
 # Per-prediction fields (besides the *_correct flags above).
 EXECUTED_VALUE = "executed_value"
 EXECUTION_ERROR = "execution_error"
@@ -57,14 +61,14 @@ INFERENCE_SESSION_SECONDS = "inference_session_seconds"  # wall clock of this ru
 INFERENCE_SESSION_NEW_TOKENS = "inference_session_new_tokens"
 # The metrics that compare runs at a glance (scripts/compare_runs.py).
 HEADLINE_METRICS = (N, EXECUTION_ACCURACY, PROGRAM_ACCURACY, ANSWER_ACCURACY_STRICT, ANSWER_ACCURACY_TOLERANT,
-                    ANSWER_ACCURACY_SEED_RULE, LATENCY_METRIC_PREFIX + "avg", INFERENCE_TOTAL_SECONDS)
+                    ANSWER_ACCURACY_ABS_1E3, LATENCY_METRIC_PREFIX + "avg", INFERENCE_TOTAL_SECONDS)
 
 TOLERANT_REL_TOL = 1e-3
 TOLERANT_ABS_TOL = 1e-9
-SEED_RULE_ABS_TOL = 1e-3
-# The second seed's evaluation also accepts the value divided by these (a result in units vs in thousands...);
-# its teacher filter divides by nothing (1 only).
-SEED_EVAL_DIVISORS = (1, 100, 1_000, 1_000_000, 1_000_000_000)
+ABS_1E3_TOL = 1e-3
+# The PoT-distillation study's evaluation also accepts the value divided by these (a result in units vs in
+# thousands...); its teacher filter divides by nothing (1 only).
+STUDY_EVAL_DIVISORS = (1, 100, 1_000, 1_000_000, 1_000_000_000)
 
 
 @dataclass(frozen=True)
@@ -139,14 +143,15 @@ def score_answer_prediction(prediction: str, gold: float | str, *,
     return AnswerScore(value=predicted[0], strict=strict, tolerant=tolerant)
 
 
-def seed_rule_match(actual: float | str | None, expected: float | str, *, divisors: Sequence[float] = (1,)) -> bool:
-    """The second seed's comparison: ``|expected - actual / d| < 1e-3`` for a divisor ``d``, else the same text
-    case-insensitively (True/False read as yes/no)."""
+def matches_within_abs_1e3(actual: float | str | None, expected: float | str, *,
+                           divisors: Sequence[float] = (1,)) -> bool:
+    """The PoT-distillation study's comparison: ``|expected - actual / d| < 1e-3`` for a divisor ``d``, else the
+    same text case-insensitively (True/False read as yes/no)."""
     if actual is None:
         return False
     actual_number, expected_number = _plain_number(str(actual)), _plain_number(str(expected))
     if actual_number is not None and expected_number is not None:
-        return any(abs(expected_number - actual_number / d) < SEED_RULE_ABS_TOL for d in divisors)
+        return any(abs(expected_number - actual_number / d) < ABS_1E3_TOL for d in divisors)
     return _yes_no(str(actual)) == str(expected).strip().lower()
 
 
@@ -164,14 +169,15 @@ def answer_tolerant_match(actual: float | str | None, expected: float | str) -> 
 
 def score_code_prediction(execution: CodeExecution, example: Example) -> dict[str, Any]:
     """The per-prediction fields of a Python-code prediction, from what running its code gave: official execution
-    accuracy (the value rounded to 5 decimals equals ``exe_ans``), the tolerant match and the seed's rule."""
+    accuracy (the value rounded to 5 decimals equals ``exe_ans``), the tolerant match and the
+    PoT-distillation study's rule (within 1e-3 absolute)."""
     reason = NO_CODE if execution.code is None else execution.reason
     value = execution.value if reason is None else None
     official = round(value, 5) if isinstance(value, float) else value
     correct = reason is None and official == example.exe_ans
     return {EXECUTED_VALUE: _json_value(value), EXECUTION_ERROR: reason, EXECUTION_DETAIL: execution.detail or None,
             EXECUTION_CORRECT: correct, ANSWER_CORRECT_TOLERANT: answer_tolerant_match(value, example.exe_ans),
-            ANSWER_CORRECT_SEED_RULE: seed_rule_match(value, example.exe_ans, divisors=SEED_EVAL_DIVISORS),
+            ANSWER_CORRECT_ABS_1E3: matches_within_abs_1e3(value, example.exe_ans, divisors=STUDY_EVAL_DIVISORS),
             FAILURE_REASON: reason or (None if correct else WRONG_VALUE)}
 
 
@@ -210,6 +216,12 @@ def gold_target(example: Example, target_field: str) -> float | str | None:
     return example.exe_ans if target_field == "numerical" else example.answer
 
 
+def with_current_keys(values: Mapping[str, Any]) -> dict[str, Any]:
+    """``values`` (a metrics object or a scored predictions row) with the keys of :data:`RENAMED_KEYS` that an
+    earlier version wrote read as today's: the one place where old files are mapped to the current names."""
+    return {RENAMED_KEYS.get(key, key): value for key, value in values.items()}
+
+
 def summarize(rows: Iterable[Mapping[str, Any]], target_field: str) -> dict[str, Any]:
     """Counts and accuracies over scored rows (each with the fields of :func:`score_prediction`).
 
@@ -217,16 +229,16 @@ def summarize(rows: Iterable[Mapping[str, Any]], target_field: str) -> dict[str,
     when there are no rows.
     """
     _check_target_field(target_field)
-    rows = list(rows)
+    rows = [with_current_keys(row) for row in rows]
     summary: dict[str, Any] = {TARGET_FIELD: target_field, N: len(rows)}
     if target_field == "code":
-        executed, tolerant, seed = (_count(rows, key) for key in (EXECUTION_CORRECT, ANSWER_CORRECT_TOLERANT,
-                                                                   ANSWER_CORRECT_SEED_RULE))
+        executed, tolerant, within = (_count(rows, key) for key in (EXECUTION_CORRECT, ANSWER_CORRECT_TOLERANT,
+                                                                     ANSWER_CORRECT_ABS_1E3))
         errors = Counter(row[EXECUTION_ERROR] for row in rows if row[EXECUTION_ERROR] is not None)
         return {**summary, EXECUTION_CORRECT: executed, EXECUTION_ACCURACY: _ratio(executed, rows),
                 PROGRAM_CORRECT: None, PROGRAM_ACCURACY: None, ANSWER_CORRECT_TOLERANT: tolerant,
-                ANSWER_ACCURACY_TOLERANT: _ratio(tolerant, rows), ANSWER_CORRECT_SEED_RULE: seed,
-                ANSWER_ACCURACY_SEED_RULE: _ratio(seed, rows), EXECUTION_ERRORS: dict(sorted(errors.items()))}
+                ANSWER_ACCURACY_TOLERANT: _ratio(tolerant, rows), ANSWER_CORRECT_ABS_1E3: within,
+                ANSWER_ACCURACY_ABS_1E3: _ratio(within, rows), EXECUTION_ERRORS: dict(sorted(errors.items()))}
     if target_field == "program":
         executed, equivalent = _count(rows, EXECUTION_CORRECT), _count(rows, PROGRAM_CORRECT)
         errors = Counter(row[EXECUTION_ERROR] for row in rows if row[EXECUTION_ERROR] is not None)

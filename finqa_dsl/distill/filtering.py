@@ -1,7 +1,7 @@
 """Keep the teacher rows whose executed answer matches the label; count why the others were dropped.
 
 The match is the project's tolerant answer match (:func:`finqa_dsl.core.metrics.score_answer_prediction`:
-numbers within a relative 1e-3, yes/no case-insensitively, True/False as yes/no). The second seed's own rule
+numbers within a relative 1e-3, yes/no case-insensitively, True/False as yes/no). The PoT-distillation study's own rule
 (absolute difference < 1e-3, else case-insensitive string equality) is counted beside it for comparison.
 """
 
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from finqa_dsl.core.data import DatasetError
 from finqa_dsl.core.io import atomic_write_text
-from finqa_dsl.core.metrics import answer_tolerant_match, seed_rule_match
+from finqa_dsl.core.metrics import answer_tolerant_match, matches_within_abs_1e3
 
 WRONG_VALUE = "wrong_value"
 TEACHER_ERROR = "teacher_error"
@@ -27,11 +27,11 @@ class FilterSummary:
     rows: int
     kept: int
     dropped: dict[str, int]  # reason -> count
-    kept_by_seed_rule: int  # what the second seed's |a - e| < 1e-3 rule would have kept
+    kept_by_abs_1e3: int  # what the study's own rule, |a - e| < 1e-3, would have kept
 
     def as_dict(self) -> dict:
         return {"rows": self.rows, "kept": self.kept, "dropped": self.dropped,
-                "kept_by_seed_rule": self.kept_by_seed_rule}
+                "kept_by_abs_1e3": self.kept_by_abs_1e3}
 
 
 def answer_matches(actual: str, expected: str) -> bool:
@@ -40,9 +40,9 @@ def answer_matches(actual: str, expected: str) -> bool:
     return bool(actual) and answer_tolerant_match(actual, expected if gold is None else gold)
 
 
-def seed_rule_matches(actual: str, expected: str) -> bool:
-    """The second seed's filter: |actual - expected| < 1e-3, else case-insensitive string equality."""
-    return bool(actual) and seed_rule_match(actual, expected)
+def answer_matches_within_abs_1e3(actual: str, expected: str) -> bool:
+    """The study's filter: |actual - expected| < 1e-3, else case-insensitive string equality."""
+    return bool(actual) and matches_within_abs_1e3(actual, expected)
 
 
 def drop_reason(row: dict[str, str]) -> str | None:
@@ -60,10 +60,10 @@ def filter_rows(rows: list[dict[str, str]]) -> tuple[list[dict], list[dict], Fil
     for row in rows:
         reason = drop_reason(row)
         (kept if reason is None else dropped).append(row if reason is None else {**row, "drop_reason": reason})
-    seed_kept = sum(not row.get("teacher_error") and not row["failure_reason"]
-                    and seed_rule_matches(row["actual_answer"], row["expected_answer"]) for row in rows)
+    kept_within = sum(not row.get("teacher_error") and not row["failure_reason"]
+                      and answer_matches_within_abs_1e3(row["actual_answer"], row["expected_answer"]) for row in rows)
     reasons = Counter(row["drop_reason"] for row in dropped)
-    return kept, dropped, FilterSummary(len(rows), len(kept), dict(sorted(reasons.items())), seed_kept)
+    return kept, dropped, FilterSummary(len(rows), len(kept), dict(sorted(reasons.items())), kept_within)
 
 
 def read_teacher_csv(path: str | os.PathLike) -> tuple[list[str], list[dict[str, str]]]:

@@ -71,12 +71,16 @@ def test_git_blob_id_matches_known_ids_and_git(tmp_path):
     assert download.git_blob_id(content) == hashed.stdout.strip()
 
 
-def test_offline_fails_quickly_with_a_clear_message(tmp_path, capsys):
-    started = time.monotonic()
+def test_offline_fails_after_one_request_with_a_clear_message(tmp_path, capsys, monkeypatch):
+    requested, slept = [], []
+    real_urlopen = download.urllib.request.urlopen
+    monkeypatch.setattr(download.urllib.request, "urlopen",
+                        lambda url, **kwargs: requested.append(url) or real_urlopen(url, **kwargs))
+    monkeypatch.setattr(time, "sleep", slept.append)
     code = download.main(["--output_dir", str(tmp_path / "out"), "--timeout", "5",
                           "--base_url", f"http://127.0.0.1:{_closed_port()}/dataset"])
     assert code != 0
-    assert time.monotonic() - started < 10
+    assert len(requested) == 1 and not slept, "no retry, no back-off, no other split tried once the host is unreachable"
     message = capsys.readouterr().err
     assert "cannot reach" in message and "no network" in message and "FinQA/sample" in message
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())

@@ -202,13 +202,11 @@ def hostile_run(tmp_path_factory):
     parent = parent_state()
     with Sandbox(workers=2, timeout_s=TIMEOUT_S, memory_mb=256) as sandbox:
         pids = sandbox.worker_pids()
-        began = time.monotonic()
         results = sandbox.run_many(sentinel_code(code, sentinel) for _, code, _, _ in HOSTILE)
-        seconds = time.monotonic() - began
         after_batch = sandbox.run("a = 6\nb = 4\nans = a / b")
         state = {"pids": pids, "pids_after": sandbox.worker_pids(), "replaced": sandbox.workers_replaced,
                  "workdir": sandbox.workdir}
-    yield {"results": dict(zip([case[0] for case in HOSTILE], results, strict=True)), "seconds": seconds,
+    yield {"results": dict(zip([case[0] for case in HOSTILE], results, strict=True)),
            "before": before, "after": {name: take() for name, take in watched.items()}, "parent": parent,
            "parent_after": parent_state(),
            "after_batch": after_batch, "sentinel": sentinel, **state}
@@ -244,8 +242,6 @@ def test_hostile_programs_never_kill_a_worker_and_scoring_continues(hostile_run)
     assert hostile_run["replaced"] == 0
     assert hostile_run["pids_after"] == hostile_run["pids"]
     assert hostile_run["after_batch"] == SandboxResult(1.5, None, seconds=hostile_run["after_batch"].seconds)
-    timeouts = sum(result.reason is Reason.TIMEOUT for result in hostile_run["results"].values())
-    assert hostile_run["seconds"] < 10 + timeouts * TIMEOUT_S  # the batch did not wait on anything but deadlines
     for pid in hostile_run["pids"]:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)  # closed with the sandbox
@@ -356,7 +352,8 @@ def test_a_hung_worker_is_replaced_after_the_deadline_and_grace():
         waited = time.monotonic() - began
     assert (hung.reason, hung.detail) == (Reason.WORKER_DIED, "worker hung")
     assert after.value == 2.0
-    assert 0.2 + sandbox_pool.WORKER_GRACE_S <= waited < 0.2 + sandbox_pool.WORKER_GRACE_S + 5
+    assert waited >= 0.2 + sandbox_pool.WORKER_GRACE_S  # it gave the worker its deadline and grace first
+    assert one_worker.workers_replaced == 1
 
 
 def test_a_worker_that_died_while_idle_is_replaced_before_its_next_program():
@@ -440,9 +437,10 @@ def test_a_run_interrupted_by_the_caller_leaves_the_sandbox_usable():
             signal.setitimer(signal.ITIMER_REAL, 0.3)
             with pytest.raises(Interrupted):
                 one_worker.run_many(["while True:\n    pass", "ans = 1"])
-            began = time.monotonic()
+            looping = one_worker.worker_pids()
             assert [result.value for result in one_worker.run_many(["ans = 2", "ans = 3"])] == [2.0, 3.0]
-            assert time.monotonic() - began < 2.0  # did not wait for the abandoned loop's deadline
+            # the worker left in the abandoned loop was replaced, not waited for until its deadline
+            assert one_worker.workers_replaced == 1 and one_worker.worker_pids() != looping
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)

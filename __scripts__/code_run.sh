@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The settings the second seed's Python-target runs share: Mistral-7B-Instruct-v0.3, the full passage, the
-# teacher's filtered code (data/teacher/<split>.filtered.csv from the pipeline in README "Python-program
-# targets"), greedy decoding of up to 1,000 tokens, vLLM for test inference. Each __scripts__/mistral-7b-code-*/
+# The settings the PoT-distillation study's Python-target runs share: Mistral-7B-Instruct-v0.3, the full
+# passage, the teacher's filtered code (data/teacher/<split>.filtered.csv from the pipeline in README
+# "Python-program targets"), greedy decoding of up to 1,000 tokens, vLLM for test inference. Each __scripts__/mistral-7b-code-*/
 # script.sh adds what it runs; any flag given after those overrides these. Outputs: __output__/<run>/.
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

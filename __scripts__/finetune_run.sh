@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The settings the seed's runs share (official FinQA splits, one epoch, cosine schedule, eval/save every
-# 200 steps, best checkpoint kept). Each __scripts__/<run>/script.sh adds its model, mode and target; any
-# flag given after those overrides these (the last occurrence wins). Outputs: __output__/<run>/.
+# The settings the FinQA fine-tuning driver's runs share (official FinQA splits, one epoch, cosine schedule,
+# eval/save every 200 steps, best checkpoint kept). Each __scripts__/<run>/script.sh adds its model, mode and
+# target; any flag given after those overrides these (the last occurrence wins). Outputs: __output__/<run>/.
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"

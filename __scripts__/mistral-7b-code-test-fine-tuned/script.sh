@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The second seed's fine-tuned evaluation of Mistral-7B-Instruct-v0.3 on the filtered test split (vLLM, greedy).
+# The PoT-distillation study's fine-tuned evaluation of Mistral-7B-Instruct-v0.3
+# on the filtered test split (vLLM, greedy).
 # Needs the adapter of __scripts__/mistral-7b-code-lora-train/.
 # Run: bash __scripts__/mistral-7b-code-test-fine-tuned/script.sh [extra flags]   Outputs: __output__/mistral-7b-code-test-fine-tuned/
 exec bash "$(dirname "$0")/../code_run.sh" --output_folder mistral-7b-code-test-fine-tuned --do_test \

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The second seed's zero-shot evaluation of Mistral-7B-Instruct-v0.3 on the filtered test split (vLLM, greedy).
+# The PoT-distillation study's zero-shot evaluation of Mistral-7B-Instruct-v0.3
+# on the filtered test split (vLLM, greedy).
 # Run: bash __scripts__/mistral-7b-code-test-zero-shot/script.sh [extra flags]   Outputs: __output__/mistral-7b-code-test-zero-shot/
 exec bash "$(dirname "$0")/../code_run.sh" --output_folder mistral-7b-code-test-zero-shot --do_test \
   --test_file data/teacher/test.filtered.csv --eval_type zero-shot \

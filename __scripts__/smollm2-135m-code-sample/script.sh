@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The second seed's pipeline, offline, on this CPU machine: the default model (SmolLM2-135M-Instruct) on the
-# embedded synthetic sample, Python-program targets.
+# The PoT-distillation study's pipeline, offline, on this CPU machine: the default model
+# (SmolLM2-135M-Instruct) on the embedded synthetic sample, Python-program targets.
 # 1. the gold-program teacher writes Python for the train split (correct by construction, run in the sandbox),
 # 2. rows whose code does not reproduce the label are filtered out,
 # 3. zero-shot and few-shot (4 solved shots) tests of the base model, then a LoRA fine-tune on the filtered code

@@ -1,4 +1,4 @@
-"""Convert official-format FinQA JSON splits into the second seed's CSVs (one row per example).
+"""Convert official-format FinQA JSON splits into the PoT-distillation study's CSVs (one row per example).
 
     python -m scripts.preprocess_finqa --input_dir FinQA/sample --output_dir data/clean/FinQA
 

@@ -1,16 +1,17 @@
-r"""FinQA as the second seed's CSV (one row per example): official-format JSON to CSV, and CSV back to examples.
+r"""FinQA as the PoT-distillation study's CSV (one row per example): official-format JSON to CSV, and CSV back to
+examples.
 
-Columns (:data:`COLUMNS`): ``id``, then the seed's ``pre_text, post_text, table, question, answer, program``,
+Columns (:data:`COLUMNS`): ``id``, then the study's ``pre_text, post_text, table, question, answer, program``,
 then ``exe_ans`` and ``gold_inds`` (the evidence annotation as JSON, empty when the record has none; optional
-when reading, so the seed's own CSVs load too). Cells are rendered as the seed renders them, made reversible:
+when reading, so the study's own CSVs load too). Cells are rendered as the study renders them, made reversible:
 
-* ``pre_text`` / ``post_text``: the sentences, one per line. The seed strips them and drops empty ones; here
+* ``pre_text`` / ``post_text``: the sentences, one per line. The study strips them and drops empty ones; here
   every sentence is kept verbatim, so the ``text_N`` indexes of ``gold_inds`` still point at the same one.
-* ``table``: one row per line, cells joined by ``|`` (the seed's ``format_table``, without its strip).
+* ``table``: one row per line, cells joined by ``|`` (the study's ``format_table``, without its strip).
 * Escapes: a backslash, newline or carriage return inside a sentence or cell is written ``\\``, ``\n``,
   ``\r``, and a ``|`` inside a table cell ``\|``. Of the real FinQA data only 4 sentences need one (a
   Windows path in STT/2006/page_95); 44 hold a ``|``, which needs no escape in a sentence.
-* ``answer`` is ``exe_ans`` when the record has one (the seed's rule), else ``qa.answer``. ``exe_ans`` is
+* ``answer`` is ``exe_ans`` when the record has one (the study's rule), else ``qa.answer``. ``exe_ans`` is
   Python's shortest ``repr`` of the float (it reads back to the same float) or ``yes``/``no``.
 * The CSV layer is RFC 4180 (``csv`` module): CRLF ends a record, and a cell that holds a line break, quote
   or comma is quoted, a ``"`` in it doubled.

@@ -1,6 +1,6 @@
 """The gold-program teacher: a FinQA DSL program transpiled into readable program-of-thought Python.
 
-The code follows the teacher style of the second seed: a ``# Calculate:`` line with the whole computation,
+The code follows the style of the PoT-distillation study's teacher: a ``# Calculate:`` line with the whole computation,
 one named variable per number taken from the table or the text, one line per step, then ``ans``. For
 ``subtract(1901, 1888), divide(#0, 1888)`` on a table of operating leases by year (ABMD/2018/page_112.pdf-3)::
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-PYTHON_MARKER, END_PYTHON_MARKER = "###Python", "###End Python"  # the second seed's teacher format
+PYTHON_MARKER, END_PYTHON_MARKER = "###Python", "###End Python"  # the study's teacher format
 NO_CODE = "no_code"  # a failure reason: the generation holds no code
 _FENCED = re.compile(r"```(?:python|py)?[ \t]*\n(.*?)```", re.DOTALL)
 _OPEN_FENCE = re.compile(r"```(?:python|py)?[ \t]*\n(.*)\Z", re.DOTALL)

@@ -1,4 +1,4 @@
-"""The first step of distillation: official FinQA JSON splits to the second seed's CSV files."""
+"""The first step of distillation: official FinQA JSON splits to the PoT-distillation study's CSV files."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 Rows stream to a JSONL file (flushed line by line) as replies arrive, so a run killed at any point loses
 nothing written; a rerun skips every id that already has a teacher reply and retries those whose request
-failed. :func:`write_teacher_csv` then writes the CSV with the second seed's columns (``prompt``,
+failed. :func:`write_teacher_csv` then writes the CSV with the study's columns (``prompt``,
 ``generated_code``, ``actual_answer``, ``expected_answer``) plus ``id``, the failure reason and the tokens
 used, one row per id (the latest attempt).
 

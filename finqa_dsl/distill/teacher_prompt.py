@@ -1,5 +1,5 @@
-"""The teacher's few-shot prompt: program-of-thought Python, as the second seed's teacher was asked (the code is
-read back from replies by :func:`finqa_dsl.core.python_code.extract_code`).
+"""The teacher's few-shot prompt: program-of-thought Python, as the PoT-distillation study's teacher was asked (the
+code is read back from replies by :func:`finqa_dsl.core.python_code.extract_code`).
 
 A prompt shows solved shots, each ``###Passage`` / ``###Question`` / (``###Hint`` with the gold FinQA program,
 when hints are on) / ``###Python`` code ``###End Python``, then the question to solve, ending at ``###Python``.

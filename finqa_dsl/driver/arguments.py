@@ -1,6 +1,7 @@
 """Command-line arguments of the driver, as dataclasses for ``transformers.HfArgumentParser``.
 
-The project flags keep the seed's names; every standard ``TrainingArguments`` flag works beside them.
+The project flags keep the names of the FinQA fine-tuning driver's flags; every standard ``TrainingArguments`` flag
+works beside them.
 :func:`validate` checks a parsed command line before any model is loaded.
 """
 
@@ -19,7 +20,7 @@ from finqa_dsl.training.options import TARGET_ONLY, check_loss_implementation
 WANDB_MODES = ("online", "offline", "disabled")
 INFERENCE_BACKENDS = ("hf", "vllm")
 EVAL_TYPES = ("zero-shot", "few-shot", "fine-tuned")
-DEFAULT_FEW_SHOT_K = 4  # the second seed's few-shot evaluation
+DEFAULT_FEW_SHOT_K = 4  # the PoT-distillation study's few-shot evaluation
 OUTPUT_ROOT = Path("__output__")
 
 

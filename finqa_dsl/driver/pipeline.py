@@ -168,7 +168,7 @@ def run(model_args: ModelArguments, data_args: DataArguments, gen_args: Generati
 
 
 def default_folder_name(model_name: str | os.PathLike, data_args: DataArguments) -> str:
-    """``<model>-input_<mode>-output_<target>`` as the seed's run folders are named."""
+    """``<model>-input_<mode>-output_<target>`` as the FinQA fine-tuning driver's run folders are named."""
     model = Path(str(model_name).rstrip("/")).name.lower().replace(".", "-")
     return f"{model}-input_{data_args.input_mode}-output_{data_args.target_field}"
 

@@ -39,7 +39,7 @@ def peer_predictions_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def shared_models_dir() -> Path:
-    """``../shared/models``: real tokenizers and configs of the seed models (no weights)."""
+    """``../shared/models``: real tokenizers and configs of the models the driver and the study used (no weights)."""
     return _require(SHARED_DIR / "models")
 
 

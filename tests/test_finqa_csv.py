@@ -1,4 +1,5 @@
-"""FinQA JSON -> the seed's CSV -> examples: real data round-trips, dropped rows are named, output is atomic."""
+"""FinQA JSON -> the PoT-distillation study's CSV -> examples: real data round-trips, dropped rows are named,
+output is atomic."""
 
 from __future__ import annotations
 
@@ -45,7 +46,7 @@ def test_every_real_example_round_trips_through_the_csv(real_finqa_dir, real_csv
         originals = load_examples(real_finqa_dir / f"{split}.json")
         read_back = load_examples(real_csv_dir / f"{split}.csv")
         assert [same_fields(e) for e in read_back] == [same_fields(e) for e in originals]
-        # the seed's answer rule: exe_ans when present (every real record has one)
+        # the study's answer rule: exe_ans when present (every real record has one)
         assert [e.answer for e in read_back] == [str(e.exe_ans) for e in originals]
         total += len(read_back)
     assert total == 1487
@@ -56,7 +57,7 @@ def test_every_real_example_round_trips_through_the_csv(real_finqa_dir, real_csv
     assert "serverprocess c:" + "\\" * 4 + "fc" in row["pre_text"] + row["post_text"]  # two in the JSON
 
 
-def test_real_cells_are_the_seeds_rendering_and_need_quoting(real_finqa_dir, real_csv_dir):
+def test_real_cells_are_the_study_rendering_and_need_quoting(real_finqa_dir, real_csv_dir):
     text = (real_csv_dir / "dev.csv").read_bytes().decode("utf-8")
     assert text.startswith(",".join(COLUMNS) + "\r\n")
     rows = list(csv.DictReader(io.StringIO(text, newline="")))

@@ -85,7 +85,7 @@ def test_every_real_transpiled_program_reproduces_exe_ans_in_the_sandbox(real_ex
     assert len(results) == 1487
 
 
-def test_real_examples_read_like_the_seed_teacher(real_examples):
+def test_real_examples_read_like_the_study_teacher(real_examples):
     by_id = {e.id: e for e in real_examples}
     assert transpile(by_id["ABMD/2018/page_112.pdf-3"]) == (
         "# Calculate: ratio = (operating_leases_2021 - operating_leases_2020) / operating_leases_2020\n"

@@ -1,6 +1,6 @@
 """Model loading on CPU: full fine-tune, LoRA and 4-bit QLoRA on tiny random models saved to disk, adapter
-and full-model reload for evaluation, per-family attention, pad tokens of the real seed tokenizers, precision
-checks."""
+and full-model reload for evaluation, per-family attention, pad tokens of the real tokenizers of the driver's
+and the study's models, precision checks."""
 
 from __future__ import annotations
 
@@ -237,7 +237,7 @@ def test_check_precision_refuses_bf16_on_a_gpu_without_it(monkeypatch):
     assert resolve_compute_dtype("auto") == torch.float16
 
 
-def test_pad_token_of_the_real_seed_tokenizers(shared_models_dir, tmp_path):
+def test_pad_token_of_the_real_tokenizers_of_the_original_models(shared_models_dir, tmp_path):
     qwen = load_tokenizer(str(shared_models_dir / "qwen2.5-0.5b-instruct"))
     assert (qwen.pad_token, qwen.eos_token) == ("<|endoftext|>", "<|im_end|>")
     mistral = load_tokenizer(str(shared_models_dir / "mistral-7b-instruct-v0.3"))

@@ -1,8 +1,9 @@
 """The target-only loss equals each family's own full-logit loss, in value and gradients, through the Trainer.
 
-Tiny random models of every class in HEAD_FORWARDS with the real tokenizers of the seed models (the default
-model's for Llama), real FinQA questions and programs encoded as in training, padded and padding-free batches,
-full fine-tune, LoRA, QLoRA (bitsandbytes 4-bit on CPU), gradient checkpointing and tied embeddings.
+Tiny random models of every class in HEAD_FORWARDS with the real tokenizers of the models the driver and the
+study used (the default model's for Llama), real FinQA questions and programs encoded as in training, padded and
+padding-free batches, full fine-tune, LoRA, QLoRA (bitsandbytes 4-bit on CPU), gradient checkpointing and tied
+embeddings.
 """
 
 from __future__ import annotations

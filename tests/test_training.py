@@ -1,4 +1,5 @@
-"""Completion-only encoding on the real seed tokenizers and real FinQA prompts; batching; run-folder logs."""
+"""Completion-only encoding on the real tokenizers of the driver's and the study's models and real FinQA prompts;
+batching; run-folder logs."""
 
 from __future__ import annotations
 

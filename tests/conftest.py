@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 import subprocess
@@ -47,22 +48,11 @@ def shared_models_dir() -> Path:
 def tiny_lora_adapter(tmp_path_factory) -> Path:
     """A random LoRA adapter (non-zero B, so it changes the function) on a tiny Llama with the default model's
     real tokenizer; its base is the sibling folder ``base``."""
-    import torch
     from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
+    from transformers import AutoModelForCausalLM
 
-    from finqa_dsl.models.default_model import DefaultModelUnavailable, default_model_path
-
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(default_model_path())
-    except DefaultModelUnavailable as error:
-        pytest.skip(f"default model tokenizer unavailable: {error}")
     root = tmp_path_factory.mktemp("tiny-lora")
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True)
-    LlamaForCausalLM(config).save_pretrained(root / "base")
-    tokenizer.save_pretrained(root / "base")
+    save_tiny_llama(root / "base", real_tokenizer("llama"), 64, 128)
     base = AutoModelForCausalLM.from_pretrained(root / "base")
     lora = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", init_lora_weights=False))
     lora.save_pretrained(root / "adapter")
@@ -107,34 +97,98 @@ def served_default_model():
         server.wait()
 
 
-def save_tiny_llama(folder: Path, tokenizer, hidden_size: int, intermediate_size: int, **config) -> Path:
-    """A 2-layer random Llama with ``tokenizer`` (4 heads, 2 key/value heads) saved in ``folder``; ``config``
-    overrides LlamaConfig fields."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+# family -> (config class, model class) of transformers, for tiny_model and save_tiny_model
+TINY_FAMILIES = {
+    "llama": ("LlamaConfig", "LlamaForCausalLM"),
+    "qwen2": ("Qwen2Config", "Qwen2ForCausalLM"),
+    "qwen3": ("Qwen3Config", "Qwen3ForCausalLM"),
+    "mistral": ("MistralConfig", "MistralForCausalLM"),
+    "gemma2": ("Gemma2Config", "Gemma2ForCausalLM"),
+    "gemma3": ("Gemma3TextConfig", "Gemma3ForCausalLM"),
+}
+# family -> the real tokenizer it is tested with: a folder under ../shared/models, or None for the default model's
+FAMILY_TOKENIZERS = {"llama": None, "qwen2": "qwen2.5-0.5b-instruct", "qwen3": "qwen2.5-0.5b-instruct",
+                     "mistral": "mistral-7b-instruct-v0.3", "gemma2": "gemma-3-1b-it", "gemma3": "gemma-3-1b-it"}
 
-    torch.manual_seed(0)
-    llama = LlamaConfig(vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=intermediate_size,
-                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                         max_position_embeddings=2048, bos_token_id=tokenizer.bos_token_id,
-                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-                         tie_word_embeddings=True, **config)
-    LlamaForCausalLM(llama).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
+
+@functools.cache
+def real_tokenizer(family: str = "llama"):
+    """The real tokenizer of ``family`` (FAMILY_TOKENIZERS), loaded once; skips the test when it is absent."""
+    from transformers import AutoTokenizer
+
+    from finqa_dsl.models.default_model import DefaultModelUnavailable, default_model_path
+
+    folder = FAMILY_TOKENIZERS[family]
+    if folder is not None:
+        return AutoTokenizer.from_pretrained(_require(SHARED_DIR / "models" / folder))
+    try:
+        return AutoTokenizer.from_pretrained(default_model_path())
+    except DefaultModelUnavailable as error:
+        pytest.skip(f"default model tokenizer unavailable: {error}")
+
+
+def tiny_config(family: str = "llama", tokenizer=None, *, hidden_size: int = 32, intermediate_size: int = 64,
+                num_hidden_layers: int = 2, num_attention_heads: int = 4, num_key_value_heads: int = 2,
+                **overrides):
+    """The config of a tiny random ``family`` model (TINY_FAMILIES). With ``tokenizer``: its vocabulary size and
+    its bos/eos/pad ids. Families with a ``head_dim`` field get hidden_size / num_attention_heads. ``overrides``
+    sets any other field of the family's config (vocab_size, tie_word_embeddings, initializer_range, ...)."""
+    import transformers
+
+    fields = dict(hidden_size=hidden_size, intermediate_size=intermediate_size, num_hidden_layers=num_hidden_layers,
+                  num_attention_heads=num_attention_heads, num_key_value_heads=num_key_value_heads)
+    if family in ("qwen3", "mistral", "gemma2", "gemma3"):
+        fields["head_dim"] = hidden_size // num_attention_heads
+    if tokenizer is not None:
+        fields.update(vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
+                      eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    config_class, _ = TINY_FAMILIES[family]
+    return getattr(transformers, config_class)(**{**fields, **overrides})
+
+
+def tiny_model(family: str = "llama", tokenizer=None, *, seed: int = 0, **config):
+    """A tiny random ``family`` model (weights drawn after ``torch.manual_seed(seed)``); ``tokenizer`` and
+    ``config`` as in :func:`tiny_config`."""
+    import torch
+    import transformers
+
+    _, model_class = TINY_FAMILIES[family]
+    torch.manual_seed(seed)
+    return getattr(transformers, model_class)(tiny_config(family, tokenizer, **config))
+
+
+def save_tiny_model(folder: Path, family: str = "llama", tokenizer=None, **config) -> Path:
+    """:func:`tiny_model` saved in ``folder``, with ``tokenizer`` (when given) beside it."""
+    tiny_model(family, tokenizer, **config).save_pretrained(folder)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(folder)
+    return Path(folder)
+
+
+def save_tiny_llama(folder: Path, tokenizer, hidden_size: int, intermediate_size: int, **config) -> Path:
+    """A 2-layer random Llama with ``tokenizer`` (4 heads, 2 key/value heads, tied embeddings, 2,048 positions)
+    saved in ``folder``; ``config`` overrides LlamaConfig fields."""
+    return save_tiny_model(folder, "llama", tokenizer, hidden_size=hidden_size, intermediate_size=intermediate_size,
+                           **{"max_position_embeddings": 2048, "tie_word_embeddings": True, **config})
+
+
+@pytest.fixture
+def tiny_model_factory(tmp_path_factory):
+    """``make(family="llama", tokenizer="real", **config) -> folder``: a tiny random model saved in a fresh folder
+    (:func:`save_tiny_model`); ``tokenizer`` is a tokenizer, None, or "real": the family's real tokenizer."""
+
+    def make(family: str = "llama", tokenizer="real", **config) -> Path:
+        if isinstance(tokenizer, str):
+            tokenizer = real_tokenizer(family)
+        return save_tiny_model(tmp_path_factory.mktemp(f"tiny-{family}"), family, tokenizer, **config)
+
+    return make
 
 
 @pytest.fixture(scope="session")
 def default_tokenizer():
     """The default model's real tokenizer (SmolLM2-135M-Instruct, with its chat template)."""
-    from transformers import AutoTokenizer
-
-    from finqa_dsl.models.default_model import DefaultModelUnavailable, default_model_path
-
-    try:
-        return AutoTokenizer.from_pretrained(default_model_path())
-    except DefaultModelUnavailable as error:
-        pytest.skip(f"default model tokenizer unavailable: {error}")
+    return real_tokenizer("llama")
 
 
 @pytest.fixture(scope="session")
@@ -149,3 +203,61 @@ def in_tmp(tmp_path, monkeypatch) -> Path:
     """``tmp_path`` as the current folder (a driver run writes its __output__ there)."""
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+def assert_scored_predictions(folder: Path, test_file: Path, target_field: str, n: int | None = None):
+    """A driver run folder's test predictions and metrics hold what scoring its generations gives: every row's
+    gold is its example's in ``test_file``, its scores are those of re-scoring its generation (a code row: of the
+    value or error that the sandbox gave for its code), and each count and accuracy in test_metrics.json is the
+    count over the rows, as are the latency statistics. Returns the rows and the metrics."""
+    import json
+    import statistics
+    from collections import Counter
+
+    from finqa_dsl.core import metrics as scoring
+    from finqa_dsl.core.data import load_examples
+    from finqa_dsl.core.python_code import NO_CODE, CodeExecution, extract_code
+    from finqa_dsl.runs import files as run_files
+
+    rows = [json.loads(line) for line in (folder / run_files.TEST_PREDICTIONS).read_text().splitlines()]
+    metrics = json.loads((folder / run_files.TEST_METRICS).read_text())
+    examples = {example.id: example for example in load_examples(test_file)}
+    assert rows and len({row["id"] for row in rows}) == len(rows) == metrics["n"] == (n or len(rows))
+    for row in rows:
+        example = examples[row["id"]]
+        assert row["target_field"] == metrics["target_field"] == target_field
+        assert (row["gold_program"], row["gold_exe_ans"], row["gold_answer"]) == (
+            example.program, example.exe_ans, example.answer), row["id"]
+        if target_field == "code":
+            assert row["parsed_prediction"] == extract_code(row["generation"])
+            error = row["execution_error"]
+            execution = CodeExecution(None) if error == NO_CODE else CodeExecution(
+                row["parsed_prediction"], row["executed_value"], error, row["execution_detail"] or "")
+            assert error == NO_CODE or row["parsed_prediction"] is not None
+            rescored = scoring.score_code_prediction(execution, example)
+        else:
+            rescored = scoring.prediction_row_fields(row["generation"], example, target_field, row["target"])
+        rescored = json.loads(json.dumps(rescored))
+        assert {key: row[key] for key in rescored} == rescored, row["id"]
+        assert (row["failure_reason"] is None) == bool(
+            row["answer_correct_tolerant"] if target_field in ("numerical", "answer") else row["execution_correct"])
+
+    def count(key: str) -> int:
+        return sum(bool(row[key]) for row in rows)
+
+    counted = {"program": ("execution_correct", "program_correct"), "code": ("execution_correct",),
+               "numerical": ("answer_correct_strict", "answer_correct_tolerant"),
+               "answer": ("answer_correct_strict", "answer_correct_tolerant")}[target_field]
+    for key in counted:
+        accuracy = key.replace("_correct", "_accuracy")
+        assert (metrics[key], metrics[accuracy]) == (count(key), count(key) / len(rows)), key
+    if target_field == "code":
+        for key in ("answer_correct_tolerant", "answer_correct_abs_1e3"):
+            assert metrics[key.replace("_correct", "_accuracy")] == count(key) / len(rows), key
+    if target_field in ("program", "code"):
+        assert metrics["execution_errors"] == dict(Counter(row["execution_error"] for row in rows
+                                                           if row["execution_error"] is not None))
+    latencies = [row["latency_ms"] for row in rows]
+    assert metrics["inference_latency_ms_avg"] == pytest.approx(statistics.fmean(latencies))
+    assert metrics["inference_latency_ms_total"] == pytest.approx(sum(latencies))
+    return rows, metrics

@@ -7,15 +7,15 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import real_tokenizer, save_tiny_model
 from peft import LoraConfig, get_peft_model
-from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+from transformers import AutoTokenizer, LlamaForCausalLM
 
 from finqa_dsl.core.chat import encode_prompt, end_of_turn_id
 from finqa_dsl.core.context import ContextConfig
 from finqa_dsl.core.data import load_examples
 from finqa_dsl.core.prompts import build_prompt_records
 from finqa_dsl.diffing.shards import ActivationShards
-from finqa_dsl.models.default_model import DefaultModelUnavailable, default_model_path
 from finqa_dsl.training.trainer import encode_for_training
 from scripts import collect_activations
 
@@ -25,18 +25,9 @@ SAMPLE = Path(__file__).resolve().parents[1] / "FinQA" / "sample" / "train.json"
 @pytest.fixture(scope="module")
 def models(tmp_path_factory) -> tuple[Path, Path]:
     """A 2-layer random Llama (base) and a LoRA adapter on it with random weights (fine-tuned)."""
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(default_model_path())
-    except DefaultModelUnavailable as error:
-        pytest.skip(f"default model tokenizer unavailable: {error}")
+    tokenizer = real_tokenizer("llama")
     base_dir, adapter_dir = tmp_path_factory.mktemp("tiny-base"), tmp_path_factory.mktemp("tiny-adapter")
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
-                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                         pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=True)
-    LlamaForCausalLM(config).save_pretrained(base_dir)
-    tokenizer.save_pretrained(base_dir)
+    save_tiny_model(base_dir, "llama", tokenizer, max_position_embeddings=4096, tie_word_embeddings=True)
     lora = get_peft_model(LlamaForCausalLM.from_pretrained(base_dir),
                           LoraConfig(r=4, target_modules=["down_proj", "o_proj"], init_lora_weights=False))
     lora.save_pretrained(adapter_dir)

@@ -9,13 +9,11 @@ import json
 import bitsandbytes as bnb
 import pytest
 import torch
+from conftest import save_tiny_model, tiny_config
 from transformers import (
     AutoTokenizer,
     Gemma3Config,
     Gemma3ForConditionalGeneration,
-    Gemma3TextConfig,
-    LlamaConfig,
-    LlamaForCausalLM,
 )
 
 from finqa_dsl.core.errors import UsageError
@@ -36,10 +34,8 @@ TEXT_SIZES = {"vocab_size": VOCAB, "hidden_size": 64, "intermediate_size": 128, 
 
 @pytest.fixture(scope="module")
 def tiny_llama_dir(tmp_path_factory):
-    torch.manual_seed(0)
     folder = tmp_path_factory.mktemp("tiny-llama")
-    LlamaForCausalLM(LlamaConfig(**TEXT_SIZES, max_position_embeddings=64)).save_pretrained(folder)
-    return str(folder)
+    return str(save_tiny_model(folder, "llama", **TEXT_SIZES, max_position_embeddings=64))
 
 
 @pytest.fixture(scope="module")
@@ -179,7 +175,7 @@ def test_gemma3_gets_eager_attention_and_lora_only_on_its_language_model(tmp_pat
     # ignores because text prompts never run the tower.
     vision = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2,
               "image_size": 28, "patch_size": 14}
-    config = Gemma3Config(text_config=Gemma3TextConfig(**TEXT_SIZES, head_dim=16), vision_config=vision,
+    config = Gemma3Config(text_config=tiny_config("gemma3", **TEXT_SIZES), vision_config=vision,
                           mm_tokens_per_image=4, boi_token_index=VOCAB - 3, eoi_token_index=VOCAB - 2,
                           image_token_index=VOCAB - 1)
     Gemma3ForConditionalGeneration(config).save_pretrained(tmp_path)

@@ -8,7 +8,6 @@ embeddings.
 
 from __future__ import annotations
 
-import functools
 import json
 import subprocess
 import sys
@@ -17,23 +16,17 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from conftest import real_tokenizer, tiny_config, tiny_model
 from transformers import (
-    AutoTokenizer,
-    Gemma2Config,
     Gemma2ForCausalLM,
     Gemma3Config,
     Gemma3ForCausalLM,
     Gemma3ForConditionalGeneration,
-    Gemma3TextConfig,
     GPT2Config,
     GPT2LMHeadModel,
-    LlamaConfig,
     LlamaForCausalLM,
-    MistralConfig,
     MistralForCausalLM,
-    Qwen2Config,
     Qwen2ForCausalLM,
-    Qwen3Config,
     Qwen3ForCausalLM,
     SiglipVisionConfig,
     Trainer,
@@ -43,7 +36,6 @@ from transformers import (
 from finqa_dsl.core.chat import pad_token_id
 from finqa_dsl.core.data import load_examples
 from finqa_dsl.core.errors import UsageError
-from finqa_dsl.models.default_model import DefaultModelUnavailable, default_model_path
 from finqa_dsl.models.loading import load_model
 from finqa_dsl.runs.timing import Timing
 from finqa_dsl.training.options import check_loss_implementation
@@ -60,40 +52,24 @@ from finqa_dsl.training.trainer import CompletionCollator, encode_for_training, 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = REPO_ROOT / "FinQA" / "sample"
 # hidden and projection sizes are multiples of 64: bitsandbytes' CPU 4-bit kernels need it (QLoRA case)
-SHAPE = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-             num_key_value_heads=4, max_position_embeddings=2048)
-GEMMA_SHAPE = dict(SHAPE, head_dim=16, query_pre_attn_scalar=16, sliding_window=8)
-# class -> (config factory, tokenizer folder under ../shared/models, or None: the default model's)
+SHAPE = dict(hidden_size=64, intermediate_size=128, num_key_value_heads=4, max_position_embeddings=2048)
+GEMMA = dict(query_pre_attn_scalar=16, sliding_window=8, final_logit_softcapping=30.0)
+# class -> (family of conftest.tiny_model, its config overrides); each family is tested with its real tokenizer
 FAMILIES = {
-    LlamaForCausalLM: (lambda v: LlamaConfig(vocab_size=v, tie_word_embeddings=True, **SHAPE), None),
-    Qwen2ForCausalLM: (lambda v: Qwen2Config(vocab_size=v, tie_word_embeddings=True, **SHAPE),
-                       "qwen2.5-0.5b-instruct"),
-    Qwen3ForCausalLM: (lambda v: Qwen3Config(vocab_size=v, head_dim=16, **SHAPE), "qwen2.5-0.5b-instruct"),
-    MistralForCausalLM: (lambda v: MistralConfig(vocab_size=v, tie_word_embeddings=False, **SHAPE),
-                         "mistral-7b-instruct-v0.3"),
-    Gemma3ForCausalLM: (lambda v: Gemma3TextConfig(vocab_size=v, final_logit_softcapping=30.0, **GEMMA_SHAPE),
-                        "gemma-3-1b-it"),
-    Gemma2ForCausalLM: (lambda v: Gemma2Config(vocab_size=v, final_logit_softcapping=30.0, **GEMMA_SHAPE),
-                        "gemma-3-1b-it"),
+    LlamaForCausalLM: ("llama", dict(tie_word_embeddings=True)),
+    Qwen2ForCausalLM: ("qwen2", dict(tie_word_embeddings=True)),
+    Qwen3ForCausalLM: ("qwen3", {}),
+    MistralForCausalLM: ("mistral", dict(tie_word_embeddings=False)),
+    Gemma3ForCausalLM: ("gemma3", GEMMA),
+    Gemma2ForCausalLM: ("gemma2", GEMMA),
 }
 
 
-@functools.cache
-def _tokenizer(folder: str | None, shared_models_dir: Path):
-    if folder is not None:
-        return AutoTokenizer.from_pretrained(shared_models_dir / folder)
-    try:
-        return AutoTokenizer.from_pretrained(default_model_path())
-    except DefaultModelUnavailable as error:
-        pytest.skip(f"default model tokenizer unavailable: {error}")
-
-
 def _model(model_class, tokenizer):
-    config_for, _ = FAMILIES[model_class]
-    torch.manual_seed(0)
-    config = config_for(len(tokenizer))
-    config._attn_implementation = "eager"
-    return model_class(config)
+    family, overrides = FAMILIES[model_class]
+    model = tiny_model(family, vocab_size=len(tokenizer), attn_implementation="eager", **SHAPE, **overrides)
+    assert type(model) is model_class
+    return model
 
 
 @pytest.fixture(scope="module")
@@ -147,7 +123,7 @@ def _assert_same(model, batch: dict, tmp_path: Path, num_items_in_batch=None) ->
 @pytest.mark.parametrize("model_class", list(FAMILIES), ids=lambda c: c.__name__)
 def test_full_fine_tune_loss_and_gradients_equal_the_full_logit_loss(model_class, padding_free, features_for,
                                                                    shared_models_dir, tmp_path):
-    tokenizer = _tokenizer(FAMILIES[model_class][1], shared_models_dir)
+    tokenizer = real_tokenizer(FAMILIES[model_class][0])
     model = _model(model_class, tokenizer).train()
     batch = _batch(tokenizer, features_for(tokenizer), padding_free)
     # padding-free: the Trainer's num_items_in_batch of a 3-micro-batch accumulation (sum / all their tokens)
@@ -163,7 +139,7 @@ def test_every_known_head_forward_is_tested():
 @pytest.mark.parametrize(("peft", "gradient_checkpointing"), [("lora", True), ("qlora", False)])
 def test_lora_and_qlora_loss_and_gradients_equal_the_full_logit_loss(peft, gradient_checkpointing, features_for,
                                                                      tmp_path):
-    tokenizer = _tokenizer(None, Path())
+    tokenizer = real_tokenizer("llama")
     folder = tmp_path / "tiny"
     _model(LlamaForCausalLM, tokenizer).save_pretrained(folder)
     model = load_model(str(folder), peft=peft, lora_dropout=0.0, torch_dtype="float32",
@@ -174,9 +150,9 @@ def test_lora_and_qlora_loss_and_gradients_equal_the_full_logit_loss(peft, gradi
 
 def test_gemma3_for_conditional_generation_text_batch(features_for, shared_models_dir, tmp_path):
     """Gemma-3 4B's class (vision tower beside the text model); its forward does not soft-cap."""
-    tokenizer = _tokenizer("gemma-3-1b-it", shared_models_dir)
+    tokenizer = real_tokenizer("gemma3")
     torch.manual_seed(0)
-    text = Gemma3TextConfig(vocab_size=len(tokenizer), final_logit_softcapping=30.0, **GEMMA_SHAPE)
+    text = tiny_config("gemma3", vocab_size=len(tokenizer), **SHAPE, **GEMMA)
     vision = SiglipVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
                                 image_size=28, patch_size=14)
     config = Gemma3Config(text_config=text.to_dict(), vision_config=vision.to_dict(), mm_tokens_per_image=4)
@@ -187,7 +163,7 @@ def test_gemma3_for_conditional_generation_text_batch(features_for, shared_model
 
 
 def test_chunked_loss_recomputes_each_chunk_and_keeps_the_gradients(features_for, shared_models_dir):
-    tokenizer = _tokenizer("gemma-3-1b-it", shared_models_dir)
+    tokenizer = real_tokenizer("gemma3")
     model = _model(Gemma3ForCausalLM, tokenizer).train()
     batch = _batch(tokenizer, features_for(tokenizer), padding_free=False)
     head = OutputHead.of(model)
@@ -213,8 +189,7 @@ def test_chunked_loss_recomputes_each_chunk_and_keeps_the_gradients(features_for
 
 
 def test_a_batch_without_targets_gives_the_full_loss_value():
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(LlamaConfig(vocab_size=128, **SHAPE)).train()
+    model = tiny_model("llama", vocab_size=128, **SHAPE).train()
     batch = {"input_ids": torch.tensor([[5, 6, 7]]), "labels": torch.full((1, 3), IGNORE_INDEX)}
     head = OutputHead.of(model)
     with head.capturing_input() as captured:
@@ -237,7 +212,7 @@ def test_an_unknown_model_class_trains_with_the_full_loss(caplog):
 @pytest.mark.slow
 def test_training_and_eval_through_the_trainer_match_the_full_loss(features_for, tmp_path):
     """Two optimiser steps of two accumulated micro-batches (num_items_in_batch), then evaluation."""
-    tokenizer = _tokenizer(None, Path())
+    tokenizer = real_tokenizer("llama")
     records = [SimpleNamespace(id=str(i), prompt=f"What is {i} plus {i * 3}?", target=f"add({i}, {i * 3})")
                for i in range(8)]
 
@@ -264,7 +239,7 @@ def test_training_and_eval_through_the_trainer_match_the_full_loss(features_for,
 @pytest.mark.slow
 def test_torchrun_ddp_training_matches_the_full_loss(tmp_path):
     """The driver under torchrun (2 CPU processes, DDP over gloo): same losses and weights as the full loss."""
-    tokenizer = _tokenizer(None, Path())
+    tokenizer = real_tokenizer("llama")
     folder = tmp_path / "tiny"
     _model(LlamaForCausalLM, tokenizer).save_pretrained(folder)
     tokenizer.save_pretrained(folder)

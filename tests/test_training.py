@@ -8,7 +8,8 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM, TrainerState, TrainingArguments
+from conftest import tiny_model
+from transformers import AutoTokenizer, LlamaForCausalLM, TrainerState, TrainingArguments
 
 from finqa_dsl.core.chat import encode_prompt, end_of_turn_token
 from finqa_dsl.core.context import ContextConfig
@@ -107,11 +108,7 @@ def test_padded_batch_pads_to_the_longest_member_or_a_multiple():
 
 
 def _tiny_llama(attn_implementation: str, vocab_size: int = 300, seed: int = 0) -> LlamaForCausalLM:
-    torch.manual_seed(seed)
-    config = LlamaConfig(vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2,
-                         attn_implementation=attn_implementation)
-    return LlamaForCausalLM(config)
+    return tiny_model("llama", vocab_size=vocab_size, seed=seed, attn_implementation=attn_implementation)
 
 
 @pytest.mark.parametrize("attn_implementation", ["sdpa", "eager"])

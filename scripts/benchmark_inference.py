@@ -1,14 +1,16 @@
-"""Test-inference throughput, side by side on the same model and prompts: the seed's one-by-one loop, static
-batches as they were before the engines (``--static_batch_size`` prompts, every batch decoding until its longest
-generation ends, no stop strings), and the engines as the driver runs them (``--batch_size`` prompts, finished rows
-leaving their batch every 4 tokens, the target's stop strings): static, prefix (shared-prefix cache), continuous.
+"""Test-inference throughput, side by side on the same model and prompts: the FinQA fine-tuning driver's
+one-by-one loop, static batches as they were before the engines (``--static_batch_size`` prompts, every batch
+decoding until its longest generation ends, no stop strings), and the engines as this project's driver runs them
+(``--batch_size`` prompts, finished rows leaving their batch every 4 tokens, the target's stop strings): static,
+prefix (shared-prefix cache), continuous.
 
 Model: the default SmolLM2-135M-Instruct when prepared, else a tiny random Llama (as benchmark_training.py).
 Prompts: FinQA/sample/test.json, gold context, program target, rendered with the model's chat template;
-zero-shot, and few-shot with the first k solved train examples (``--few_shot_k``, as the second seed runs it).
+zero-shot, and few-shot with the first k solved train examples (``--few_shot_k``, as the PoT-distillation study
+runs it).
 Every path decodes greedily with the same max_new_tokens and stop tokens, one run each after a short warm-up,
-in one process (ratios come from one run on whatever load the machine has). The seed's loop is
-``model.generate`` on one tokenised prompt at a time. Generations are compared with the first path's of the
+in one process (ratios come from one run on whatever load the machine has). The FinQA fine-tuning driver's
+loop is ``model.generate`` on one tokenised prompt at a time. Generations are compared with the first path's of the
 same prompts (``differ``: how many are not identical). Prints one JSON object.
 
     python scripts/benchmark_inference.py [--num_examples 16] [--few_shot_k 4] [--batch_size 32] \\
@@ -51,7 +53,7 @@ def main() -> None:
     parser.add_argument("--batch_size", type=int, default=32, help="The driver's --inference_batch_size default.")
     parser.add_argument("--static_batch_size", type=int, default=16,
                         help="static_before's batch size: the driver's default before the engines.")
-    parser.add_argument("--max_new_tokens", type=int, default=128, help="The seed's default.")
+    parser.add_argument("--max_new_tokens", type=int, default=128, help="The FinQA fine-tuning driver's default.")
     parser.add_argument("--num_examples", type=int, default=0, help="First N test examples (0: all).")
     parser.add_argument("--few_shot_k", type=int, default=4)
     parser.add_argument("--zero_shot_paths", default="one_by_one,static_before,static,prefix",
@@ -111,7 +113,7 @@ def generate_with(path: str, model, tokenizer, records, args) -> dict[str, str]:
     size, no stop strings, no rows leaving); the engines run as the driver runs them."""
     if path == "one_by_one":
         config = generation_config(model, tokenizer, GenerationSettings(max_new_tokens=args.max_new_tokens))
-        return {record.id: seed_generate(model, tokenizer, record.prompt, config) for record in records}
+        return {record.id: driver_generate(model, tokenizer, record.prompt, config) for record in records}
     if path == "static_before":
         settings = GenerationSettings(max_new_tokens=args.max_new_tokens, batch_size=args.static_batch_size,
                                       engine="static", exit_every=0)
@@ -121,8 +123,9 @@ def generate_with(path: str, model, tokenizer, records, args) -> dict[str, str]:
     return {record.id: generation.text for record, generation in HFBackend(model, tokenizer)(records, settings)}
 
 
-def seed_generate(model, tokenizer, prompt: str, config) -> str:
-    """The seed's loop body: one prompt (the same tokens as ours), generate, decode the new tokens."""
+def driver_generate(model, tokenizer, prompt: str, config) -> str:
+    """The FinQA fine-tuning driver's loop body: one prompt (the same tokens as ours), generate, decode the new
+    tokens."""
     input_ids = torch.tensor([encode_prompt(prompt, tokenizer)], device=model.device)
     with torch.inference_mode():
         output = model.generate(input_ids=input_ids, attention_mask=torch.ones_like(input_ids),

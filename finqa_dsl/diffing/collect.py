@@ -17,8 +17,9 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from finqa_dsl.diffing.shards import ShardWriter
-from finqa_dsl.inference.backend import GenerationSettings
-from finqa_dsl.inference.hf import generate
+from finqa_dsl.inference.engines.static import generate
+from finqa_dsl.inference.interface import GenerationSettings
+from finqa_dsl.models.batching import pad
 from finqa_dsl.training.trainer import IGNORE_INDEX, encode_for_training
 
 SITES = ("mlp", "resid")
@@ -124,7 +125,7 @@ def collect_paired_activations(base: nn.Module, ft: nn.Module, sequences: Iterab
     rows = 0
     with tqdm(total=total, unit="ex", desc="activations") as progress:
         for batch in _chunks(sequences, batch_size):
-            input_ids, attention_mask = _right_pad([s.input_ids for s in batch], pad_id)
+            input_ids, attention_mask = pad([s.input_ids for s in batch], pad_id, side="right")
             paired = torch.stack([layer_activations(base, base_site, input_ids, attention_mask),
                                   layer_activations(ft, ft_site, input_ids, attention_mask)], dim=2)
             for i, seq in enumerate(batch):
@@ -148,13 +149,3 @@ def _chunks(items: Iterable[Sequence], size: int) -> Iterator[list[Sequence]]:
             chunk = []
     if chunk:
         yield chunk
-
-
-def _right_pad(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    longest = max(len(s) for s in sequences)
-    ids = torch.full((len(sequences), longest), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(sequences), longest), dtype=torch.long)
-    for i, s in enumerate(sequences):
-        ids[i, : len(s)] = torch.tensor(s, dtype=torch.long)
-        mask[i, : len(s)] = 1
-    return ids, mask

@@ -3,7 +3,7 @@
 A training sequence is ``encode_prompt(prompt) + tokens(target) + [end-of-turn]``; labels are -100 on the
 prompt, so the loss covers the target and the marker that closes the assistant turn (the model learns to
 stop). Prompts are encoded by :func:`finqa_dsl.core.chat.encode_prompt`, the one function that inference
-(:mod:`finqa_dsl.inference.hf`) and prompt-length budgeting use too.
+(:mod:`finqa_dsl.inference.engines.static`) and prompt-length budgeting use too.
 
 An example longer than ``max_length`` is dropped and counted, never cut: cutting the target would teach the
 model not to stop, and cutting the prompt from the left would remove the chat template's BOS, system turn and
@@ -37,6 +37,7 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from finqa_dsl.core.chat import encode_prompt, end_of_turn_id, pad_token_id
 from finqa_dsl.core.io import JsonlAppender, atomic_write_jsonl, atomic_write_text, read_jsonl_tolerant
+from finqa_dsl.models.batching import pad
 from finqa_dsl.runs import files as run_files
 from finqa_dsl.training.options import TARGET_ONLY
 from finqa_dsl.training.target_loss import IGNORE_INDEX, trainer_class
@@ -114,17 +115,10 @@ class CompletionCollator:
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
         if self.padding_free:
             return self._flatten(features)
-        longest = max(len(feature["input_ids"]) for feature in features)
-        if self.pad_to_multiple_of:
-            longest = -(-longest // self.pad_to_multiple_of) * self.pad_to_multiple_of
-        input_ids = torch.full((len(features), longest), self.pad_token_id, dtype=torch.long)
-        labels = torch.full((len(features), longest), IGNORE_INDEX, dtype=torch.long)
-        attention_mask = torch.zeros((len(features), longest), dtype=torch.long)
-        for row, feature in enumerate(features):
-            n = len(feature["input_ids"])
-            input_ids[row, :n] = torch.as_tensor(feature["input_ids"])
-            labels[row, :n] = torch.as_tensor(feature["labels"])
-            attention_mask[row, :n] = 1
+        input_ids, attention_mask = pad([feature["input_ids"] for feature in features], self.pad_token_id,
+                                        side="right", multiple_of=self.pad_to_multiple_of)
+        labels, _ = pad([feature["labels"] for feature in features], IGNORE_INDEX, side="right",
+                        multiple_of=self.pad_to_multiple_of)
         return {"input_ids": input_ids, "labels": labels, "attention_mask": attention_mask}
 
     @staticmethod

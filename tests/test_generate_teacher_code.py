@@ -36,8 +36,13 @@ def test_the_gold_program_teacher_gives_a_correct_training_csv_and_resumes(tmp_p
     summary = json.loads(capsys.readouterr().out)
     assert summary["asked"] == 20 and summary["failure_reasons"] == {"ok": 20} and len(summary["shots"]) == 4
     rows = _csv_rows(output)
+    gold = load_examples(SAMPLE / "dev.json")[:20]
+    assert [float(r["expected_answer"]) if r["expected_answer"] not in ("yes", "no") else r["expected_answer"]
+            for r in rows] == [example.exe_ans for example in gold]
     assert len(rows) == 20 and all(round(float(r["actual_answer"]), 5) == float(r["expected_answer"])
                                    for r in rows if r["expected_answer"] not in ("yes", "no"))
+    assert all(r["actual_answer"] == r["expected_answer"] for r in rows if r["expected_answer"] in ("yes", "no"))
+    assert all(r["failure_reason"] == "" and r["teacher_error"] == "" for r in rows)
     assert all("###Python" in row["prompt"] and "###Hint" in row["prompt"] for row in rows)
     examples = load_examples(output)  # the teacher CSV is a FinQA file with the code beside each example
     assert [e.id for e in examples] == [e.id for e in load_examples(SAMPLE / "dev.json")[:20]]

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from finqa_dsl.core.data import load_examples
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
@@ -53,7 +55,10 @@ def test_same_arguments_give_byte_identical_files(script, train_file, real_finqa
 def test_defaults_are_noisy_gold_programs_in_plain_format(script, train_file, tmp_path):
     output = tmp_path / "plain.jsonl"
     assert script.main(["--input_file", str(train_file), "--output_file", str(output)]) == 0
-    row = json.loads(output.read_text().splitlines()[0])
+    rows = [json.loads(line) for line in output.read_text().splitlines()]
+    gold = load_examples(train_file)
+    assert [(row["id"], row["target"]) for row in rows] == [(example.id, example.program) for example in gold]
+    row = rows[0]
     assert row["prompt"].endswith(f"Context:\n{row['context']}\nAnswer:\n")
     assert row["context"].count("\n") >= 4  # evidence, header and distractors
 
@@ -78,6 +83,12 @@ def test_records_without_evidence_exit_2_in_gold_modes(script, real_finqa_dir, t
     message = "field 'qa.gold_inds': gold evidence, required by input_mode 'noisy_gold'"
     assert message in capsys.readouterr().err
     assert script.main(["--input_file", test_file, "--output_file", str(output), "--input_mode", "all"]) == 0
+    rows = [json.loads(line) for line in output.read_text().splitlines()]
+    gold = load_examples(test_file)
+    assert [row["id"] for row in rows] == [example.id for example in gold]
+    # input_mode all: the whole passage, every table row included
+    assert all(all(" | ".join(cells) in row["context"] for cells in example.table[1:])
+               for row, example in zip(rows, gold, strict=True))
 
 
 def test_runs_as_a_script_and_reports_invalid_json(tmp_path):

@@ -11,12 +11,11 @@ from conftest import real_tokenizer, save_tiny_model
 from peft import LoraConfig, get_peft_model
 from transformers import AutoTokenizer, LlamaForCausalLM
 
-from finqa_dsl.core.chat import encode_prompt, end_of_turn_id
+from finqa_dsl.core.chat import encode_for_training, encode_prompt, end_of_turn_id
 from finqa_dsl.core.context import ContextConfig
 from finqa_dsl.core.data import load_examples
 from finqa_dsl.core.prompts import build_prompt_records
 from finqa_dsl.diffing.shards import ActivationShards
-from finqa_dsl.training.trainer import encode_for_training
 from scripts import collect_activations
 
 SAMPLE = Path(__file__).resolve().parents[1] / "FinQA" / "sample" / "train.json"

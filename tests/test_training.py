@@ -11,18 +11,16 @@ import torch
 from conftest import tiny_model
 from transformers import AutoTokenizer, LlamaForCausalLM, TrainerState, TrainingArguments
 
-from finqa_dsl.core.chat import encode_prompt, end_of_turn_token
+from finqa_dsl.core.chat import IGNORE_INDEX, encode_for_training, encode_prompt, end_of_turn_token
 from finqa_dsl.core.context import ContextConfig
 from finqa_dsl.core.data import load_examples
 from finqa_dsl.core.prompts import build_prompt_records
 from finqa_dsl.runs import files as run_files
 from finqa_dsl.runs.timing import Timing
 from finqa_dsl.training.trainer import (
-    IGNORE_INDEX,
     CompletionCollator,
     RunLogCallback,
     build_train_dataset,
-    encode_for_training,
     train_and_evaluate,
 )
 

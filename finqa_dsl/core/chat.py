@@ -1,11 +1,13 @@
-"""How a tokenizer frames a conversation: chat template or plain text, prompt encoding, end-of-turn and pad
-tokens. Training and inference both use these, so they tokenise prompts and targets the same way."""
+"""How a tokenizer frames a conversation: chat template or plain text, prompt encoding, a prompt and its target
+as one labelled sequence, end-of-turn and pad tokens. Training, inference and activation collection all use
+these, so they tokenise prompts and targets the same way."""
 
 from __future__ import annotations
 
 import functools
 
 _PROBE = "FINQA-PROBE-7c1e"  # assistant text whose continuation in a rendered chat is the end-of-turn marker
+IGNORE_INDEX = -100  # label of a token that carries no loss (the value torch's cross-entropy ignores)
 
 
 def uses_chat_template(tokenizer) -> bool:
@@ -17,6 +19,20 @@ def encode_prompt(prompt: str | list[str], tokenizer) -> list[int] | list[list[i
     tokens (Gemma's <bos>), so none are added; a plain prompt gets the tokenizer's usual ones
     (Mistral's <s>). Training and inference should both encode prompts with this."""
     return encode_text(prompt, tokenizer, add_special_tokens=not uses_chat_template(tokenizer))
+
+
+def encode_for_training(tokenizer, prompt: str, target: str,
+                        max_length: int | None = None) -> tuple[list[int], list[int]] | None:
+    """``(input_ids, labels)`` of ``encode_prompt(prompt) + tokens(target) + [end-of-turn]``, labels
+    ``IGNORE_INDEX`` on the prompt (the loss covers the target and the marker that closes the assistant turn, so
+    the model learns to stop); None when the sequence is longer than ``max_length``: dropped, never cut (cutting
+    the target would teach the model not to stop, cutting the prompt would remove the chat template's start)."""
+    prompt_ids = encode_prompt(prompt, tokenizer)
+    target_ids = [*tokenizer(target, add_special_tokens=False)["input_ids"], end_of_turn_id(tokenizer)]
+    input_ids = prompt_ids + target_ids
+    if max_length is not None and len(input_ids) > max_length:
+        return None
+    return input_ids, [IGNORE_INDEX] * len(prompt_ids) + target_ids
 
 
 def encode_text(text: str | list[str], tokenizer, *, add_special_tokens: bool) -> list[int] | list[list[int]]:

@@ -16,11 +16,11 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from finqa_dsl.core.chat import IGNORE_INDEX, encode_for_training
 from finqa_dsl.diffing.shards import ShardWriter
 from finqa_dsl.inference.engines.static import generate
 from finqa_dsl.inference.interface import GenerationSettings
 from finqa_dsl.models.batching import pad
-from finqa_dsl.training.trainer import IGNORE_INDEX, encode_for_training
 
 SITES = ("mlp", "resid")
 POSITIONS = ("all", "completion")

@@ -33,11 +33,11 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 from transformers import Trainer
 
+from finqa_dsl.core.chat import IGNORE_INDEX
 from finqa_dsl.training.options import FULL, LIGER, TARGET_ONLY
 
 logger = logging.getLogger(__name__)
 
-IGNORE_INDEX = -100  # label of a token that carries no loss (the value torch's cross-entropy ignores)
 CHUNK_LOGIT_BYTES = 2**27  # float32 logits per chunk: 128 MiB (128 tokens of Gemma-3's vocabulary)
 # Causal-LM classes whose forward computes ``logits = lm_head(last_hidden_state)``, then soft-caps them with
 # ``config.final_logit_softcapping`` where True (read in the transformers 5 sources; each one tested).

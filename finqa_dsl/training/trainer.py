@@ -2,8 +2,9 @@
 
 A training sequence is ``encode_prompt(prompt) + tokens(target) + [end-of-turn]``; labels are -100 on the
 prompt, so the loss covers the target and the marker that closes the assistant turn (the model learns to
-stop). Prompts are encoded by :func:`finqa_dsl.core.chat.encode_prompt`, the one function that inference
-(:mod:`finqa_dsl.inference.engines.static`) and prompt-length budgeting use too.
+stop). The sequence is built by :func:`finqa_dsl.core.chat.encode_for_training` (activation collection encodes
+with it too), its prompt by :func:`finqa_dsl.core.chat.encode_prompt`, the one function that inference and
+prompt-length budgeting use too.
 
 An example longer than ``max_length`` is dropped and counted, never cut: cutting the target would teach the
 model not to stop, and cutting the prompt from the left would remove the chat template's BOS, system turn and
@@ -35,26 +36,14 @@ from datasets import Dataset
 from transformers import TrainerCallback
 from transformers.trainer_utils import get_last_checkpoint
 
-from finqa_dsl.core.chat import encode_prompt, end_of_turn_id, pad_token_id
+from finqa_dsl.core.chat import IGNORE_INDEX, encode_for_training, pad_token_id
 from finqa_dsl.core.io import JsonlAppender, atomic_write_jsonl, atomic_write_text, read_jsonl_tolerant
 from finqa_dsl.models.batching import pad
 from finqa_dsl.runs import files as run_files
 from finqa_dsl.training.options import TARGET_ONLY
-from finqa_dsl.training.target_loss import IGNORE_INDEX, trainer_class
+from finqa_dsl.training.target_loss import trainer_class
 
 logger = logging.getLogger(__name__)
-
-
-def encode_for_training(tokenizer, prompt: str, target: str,
-                        max_length: int | None = None) -> tuple[list[int], list[int]] | None:
-    """``(input_ids, labels)`` of prompt + target + end-of-turn, labels -100 on the prompt; None when the
-    sequence is longer than ``max_length`` (see the module docstring)."""
-    prompt_ids = encode_prompt(prompt, tokenizer)
-    target_ids = [*tokenizer(target, add_special_tokens=False)["input_ids"], end_of_turn_id(tokenizer)]
-    input_ids = prompt_ids + target_ids
-    if max_length is not None and len(input_ids) > max_length:
-        return None
-    return input_ids, [IGNORE_INDEX] * len(prompt_ids) + target_ids
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,19 @@ def _collect(base_dir, ft_dir, out, *flags) -> int:
                                      str(out), *flags])
 
 
+def _collected(models, out: Path, *flags) -> ActivationShards:
+    assert _collect(*models, out, *flags) == 0
+    return ActivationShards(out)
+
+
+def _sample_records(models, n: int) -> tuple:
+    """The base model's tokenizer and the prompt records of the sample's first ``n`` examples, as collected."""
+    tokenizer = AutoTokenizer.from_pretrained(models[0])
+    records, _ = build_prompt_records(load_examples(SAMPLE)[:n], target_field="program",
+                                      context_config=ContextConfig(), tokenizer=tokenizer)
+    return tokenizer, records
+
+
 def _hidden_states(folder: Path, input_ids: list[int]) -> tuple[torch.Tensor, ...]:
     from finqa_dsl.models.loading import load_model, prepare_for_inference
 
@@ -50,10 +63,8 @@ def _hidden_states(folder: Path, input_ids: list[int]) -> tuple[torch.Tensor, ..
 
 @pytest.mark.slow
 def test_residual_activations_are_each_models_hidden_states_on_the_same_tokens(models, tmp_path):
-    base_dir, adapter_dir = models
-    assert _collect(base_dir, adapter_dir, tmp_path / "acts", "--layer", "0", "--site", "resid",
-                    "--dtype", "float32", "--rows_per_shard", "500") == 0
-    shards = ActivationShards(tmp_path / "acts")
+    shards = _collected(models, tmp_path / "acts", "--layer", "0", "--site", "resid", "--dtype", "float32",
+                        "--rows_per_shard", "500")
     assert shards.manifest["complete"] and shards.d_model == 32 and len(shards.shard_rows) > 1
     rows = {name: torch.cat([shards.load_shard(i)[name] for i in range(len(shards.shard_rows))])
             for name in ("activations", "token_ids", "example_ids", "positions")}
@@ -62,13 +73,10 @@ def test_residual_activations_are_each_models_hidden_states_on_the_same_tokens(m
     first = rows["example_ids"] == 0
     positions = rows["positions"][first]
     assert positions[0] == 1 and torch.equal(positions, torch.arange(1, len(positions) + 1))  # first token skipped
-    tokenizer = AutoTokenizer.from_pretrained(base_dir)
-    records, _ = build_prompt_records(load_examples(SAMPLE)[:1], target_field="program",
-                                      context_config=ContextConfig(), tokenizer=tokenizer)
+    tokenizer, records = _sample_records(models, 1)
     input_ids, _ = encode_for_training(tokenizer, records[0].prompt, records[0].target)  # as training sees it
     assert rows["token_ids"][first].tolist() == input_ids[1:] and input_ids[-1] == end_of_turn_id(tokenizer)
-    base_hidden = _hidden_states(base_dir, input_ids)[1][0, 1:]
-    ft_hidden = _hidden_states(adapter_dir, input_ids)[1][0, 1:]
+    base_hidden, ft_hidden = (_hidden_states(folder, input_ids)[1][0, 1:] for folder in models)
     torch.testing.assert_close(rows["activations"][first][:, 0], base_hidden, atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(rows["activations"][first][:, 1], ft_hidden, atol=1e-4, rtol=1e-4)
     assert (base_hidden - ft_hidden).norm() > 1e-2 * base_hidden.norm()  # the adapter changed something
@@ -76,17 +84,13 @@ def test_residual_activations_are_each_models_hidden_states_on_the_same_tokens(m
 
 @pytest.mark.slow
 def test_completion_positions_of_the_models_own_generation_at_the_mlp(models, tmp_path):
-    base_dir, adapter_dir = models
-    assert _collect(base_dir, adapter_dir, tmp_path / "acts", "--layer", "-1", "--recipe", "generation",
-                    "--max_new_tokens", "4", "--positions", "completion") == 0
-    shards = ActivationShards(tmp_path / "acts")
+    shards = _collected(models, tmp_path / "acts", "--layer", "-1", "--recipe", "generation", "--max_new_tokens", "4",
+                        "--positions", "completion")
     shard = shards.load_shard(0)
     assert shard["activations"].dtype == torch.bfloat16
     # Only the completion: from the prompt's length to the end-of-turn token that closes the generation
     # (the generated text is encoded as training encodes a target, so its token count may differ from 4).
-    tokenizer = AutoTokenizer.from_pretrained(base_dir)
-    records, _ = build_prompt_records(load_examples(SAMPLE)[:3], target_field="program",
-                                      context_config=ContextConfig(), tokenizer=tokenizer)
+    tokenizer, records = _sample_records(models, 3)
     for example, record in enumerate(records):
         mine = shard["example_ids"] == example
         assert shard["positions"][mine].min() == len(encode_prompt(record.prompt, tokenizer))

@@ -36,10 +36,10 @@ from finqa_dsl.core.chat import encode_prompt  # noqa: E402
 from finqa_dsl.core.context import ContextConfig  # noqa: E402
 from finqa_dsl.core.data import load_examples  # noqa: E402
 from finqa_dsl.core.prompts import build_prompt_records, select_few_shot  # noqa: E402
-from finqa_dsl.inference.backend import GenerationSettings  # noqa: E402
-from finqa_dsl.inference.engines import HFBackend  # noqa: E402
-from finqa_dsl.inference.hf import generation_config  # noqa: E402
-from finqa_dsl.inference.prefix_cache import shared_prefix_length  # noqa: E402
+from finqa_dsl.inference.engines.prefix import shared_prefix_length  # noqa: E402
+from finqa_dsl.inference.engines.static import generation_config  # noqa: E402
+from finqa_dsl.inference.hf_backend import HFBackend  # noqa: E402
+from finqa_dsl.inference.interface import GenerationSettings  # noqa: E402
 from finqa_dsl.inference.stopping import stop_strings_for  # noqa: E402
 
 PATHS = ("one_by_one", "static_before", "static", "prefix", "continuous")

@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     from finqa_dsl.core.prompts import build_prompt_records
     from finqa_dsl.diffing.collect import SequenceBuilder, collect_paired_activations
     from finqa_dsl.diffing.shards import ShardWriter
-    from finqa_dsl.inference.backend import GenerationSettings
+    from finqa_dsl.inference.interface import GenerationSettings
     from finqa_dsl.models.loading import load_model, load_tokenizer, prepare_for_inference, resolve_model_name
 
     base_name = resolve_model_name(args.base_model)

@@ -129,8 +129,9 @@ def test_interrupted_test_inference_resumes_and_a_finished_run_is_kept(in_tmp, t
         (("--do_test", "--test_file", "FinQA/dataset/test.json"), "scripts/download_finqa.py"),
         (("--do_test", "--bf16", "true"), "bf16"),
         (("--do_test", "--inference_engine", "continuous", "--generation_num_beams", "2"),
-         "--inference_engine: inference engine 'continuous' does not do beam search"),
-        (("--do_test", "--inference_engine", "paged"), "--inference_engine: inference engine 'paged' is not one of"),
+         "--inference_engine continuous does not do beam search (--generation_num_beams 2): use "
+         "--inference_engine auto or static"),
+        (("--do_test", "--inference_engine", "paged"), "--inference_engine 'paged' is not one of"),
     ],
 )
 def test_bad_flags_fail_before_any_model_loads(in_tmp, capsys, flags, message):

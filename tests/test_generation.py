@@ -10,9 +10,9 @@ import torch
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
 from finqa_dsl.core.io import read_jsonl_tolerant
-from finqa_dsl.inference.backend import BATCH_WALL_TIME, PER_EXAMPLE, GenerationSettings
-from finqa_dsl.inference.engines import HFBackend
-from finqa_dsl.inference.hf import generate, generation_config
+from finqa_dsl.inference.engines.static import generate, generation_config
+from finqa_dsl.inference.hf_backend import HFBackend
+from finqa_dsl.inference.interface import BATCH_WALL_TIME, PER_EXAMPLE, GenerationSettings
 from finqa_dsl.inference.predictions_file import generate_to_file
 from finqa_dsl.inference.stopping import stop_token_ids
 from finqa_dsl.training.trainer import IGNORE_INDEX, encode_for_training

@@ -18,10 +18,10 @@ from finqa_dsl.core.data import load_examples
 from finqa_dsl.core.dsl import END_OF_TURN_MARKERS, clean_generation
 from finqa_dsl.core.io import read_jsonl_tolerant
 from finqa_dsl.core.prompts import build_prompt_records, select_few_shot
-from finqa_dsl.inference.backend import BATCH_WALL_TIME, IN_FLIGHT, GenerationSettings
-from finqa_dsl.inference.engines import HFBackend, resolve_engine
+from finqa_dsl.inference.engines.prefix import shared_prefix_length
+from finqa_dsl.inference.hf_backend import HFBackend, resolve_engine
+from finqa_dsl.inference.interface import BATCH_WALL_TIME, IN_FLIGHT, GenerationSettings
 from finqa_dsl.inference.predictions_file import generate_to_file
-from finqa_dsl.inference.prefix_cache import shared_prefix_length
 from finqa_dsl.inference.stopping import StopRule, stop_strings_for
 from finqa_dsl.models.default_model import default_model_path
 from tests.test_finetune_e2e import SAMPLE
@@ -91,7 +91,7 @@ def test_every_engine_gives_the_one_by_one_greedy_outputs_of_the_real_default_mo
 
 def test_prefix_engine_on_a_sliding_window_model_gives_the_one_by_one_outputs(tokenizer, zero_shot):
     """Gemma-3's layout with a sliding window of 8 tokens, far shorter than the prompts: no cascade attention
-    (:func:`finqa_dsl.inference.cascade.can_cascade`), the prefix is copied into every row."""
+    (:func:`finqa_dsl.inference.engines.cascade_attention.can_cascade`), the prefix is copied into every row."""
     torch.manual_seed(0)
     config = Gemma3TextConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                               num_attention_heads=4, num_key_value_heads=2, head_dim=8, sliding_window=8,
@@ -242,13 +242,13 @@ def test_predictions_file_and_resume_are_the_same_with_every_engine(tmp_path, mo
 
 
 def test_engine_choice_and_impossible_combinations(model):
-    assert resolve_engine(GenerationSettings(), model) == "prefix"
-    assert resolve_engine(GenerationSettings(num_beams=2), model) == "static"
-    assert resolve_engine(GenerationSettings(engine="continuous", do_sample=True), model) == "continuous"
+    assert resolve_engine(GenerationSettings(), model.config) == "prefix"
+    assert resolve_engine(GenerationSettings(num_beams=2), model.config) == "static"
+    assert resolve_engine(GenerationSettings(engine="continuous", do_sample=True), model.config) == "continuous"
     linear_attention = SimpleNamespace(config=Qwen3NextConfig(num_hidden_layers=4))  # its caches cannot be stacked
-    assert resolve_engine(GenerationSettings(), linear_attention) == "static"
-    for engine in ("prefix", "continuous"):
-        with pytest.raises(ValueError, match=f"engine '{engine}' does not do beam search"):
-            GenerationSettings(engine=engine, num_beams=2)
+    assert resolve_engine(GenerationSettings(), linear_attention.config) == "static"
+    for engine in ("prefix", "continuous"):  # refused by the backend, not dropped (tests/test_settings_check.py)
+        with pytest.raises(ValueError, match=f"--inference_engine {engine} does not do beam search"):
+            list(HFBackend(model, None)([], GenerationSettings(engine=engine, num_beams=2)))
     with pytest.raises(ValueError, match="'paged' is not one of: auto, static, prefix, continuous"):
         GenerationSettings(engine="paged")

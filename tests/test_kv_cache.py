@@ -12,9 +12,9 @@ import torch
 from transformers import DynamicCache, Gemma3ForCausalLM, Gemma3TextConfig, LlamaConfig, LlamaForCausalLM
 from transformers.cache_utils import DynamicSlidingWindowLayer
 
-from finqa_dsl.inference.hf import left_pad
-from finqa_dsl.inference.kv_cache import HEADROOM, GrowingLayer, growing_cache, stacked
-from finqa_dsl.inference.prefix_cache import extended, prefix_cache
+from finqa_dsl.inference.engines.kv_cache import HEADROOM, GrowingLayer, growing_cache, stacked
+from finqa_dsl.inference.engines.prefix import extended, prefix_cache
+from finqa_dsl.inference.engines.static import left_pad
 
 
 def _llama():

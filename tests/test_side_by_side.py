@@ -11,8 +11,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from finqa_dsl.core.context import ContextConfig
 from finqa_dsl.core.data import load_examples
-from finqa_dsl.inference.backend import GenerationSettings
-from finqa_dsl.inference.hf import generate
+from finqa_dsl.inference.engines.static import generate
+from finqa_dsl.inference.interface import GenerationSettings
 from finqa_dsl.inference.side_by_side import prompt_for_example
 from scripts import inference
 

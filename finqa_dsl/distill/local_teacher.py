@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 from finqa_dsl.core.prompts import render_prompt
 from finqa_dsl.distill.chat_client import ChatRequest
-from finqa_dsl.inference.backend import GenerationSettings
-from finqa_dsl.inference.engines import HFBackend
+from finqa_dsl.inference.hf_backend import HFBackend
+from finqa_dsl.inference.interface import GenerationSettings
 from finqa_dsl.models.loading import load_model, load_tokenizer
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from finqa_dsl.core.context import INPUT_MODES
 from finqa_dsl.core.errors import UsageError
 from finqa_dsl.core.prompts import TARGET_FIELDS
-from finqa_dsl.inference.backend import check_engine
+from finqa_dsl.inference.interface import GenerationSettings, check_settings
 from finqa_dsl.models.options import BNB_QUANT_TYPES, DTYPES, PEFT_MODES
 from finqa_dsl.training.options import TARGET_ONLY, check_loss_implementation
 
@@ -152,10 +152,11 @@ def validate(model: ModelArguments, data: DataArguments, generation: GenerationA
         raise UsageError(f"--max_seq_length {model.max_seq_length} leaves no room for a prompt: it must exceed "
                          f"--generation_max_new_tokens {generation.generation_max_new_tokens} (the prompt gets "
                          "the difference).")
-    try:
-        check_engine(generation.inference_engine, generation.generation_num_beams)
-    except ValueError as error:
-        raise UsageError(f"--inference_engine: {error}") from None
+    check_settings(generation.inference_backend, GenerationSettings(
+        max_new_tokens=generation.generation_max_new_tokens, num_beams=generation.generation_num_beams,
+        do_sample=generation.generation_do_sample, temperature=generation.generation_temperature,
+        top_p=generation.generation_top_p, batch_size=generation.inference_batch_size,
+        engine=generation.inference_engine))
     if not generation.generation_do_sample and (
         generation.generation_temperature != 1.0 or generation.generation_top_p != 1.0
     ):

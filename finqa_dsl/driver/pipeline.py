@@ -26,7 +26,7 @@ from finqa_dsl.driver.arguments import (
     validate,
 )
 from finqa_dsl.driver.inputs import check_prompts_fit, load_splits
-from finqa_dsl.inference.engines import HFBackend
+from finqa_dsl.inference.hf_backend import HFBackend
 from finqa_dsl.inference.predictions_file import finished_rows
 from finqa_dsl.models.source import check_model_source
 from finqa_dsl.runs import files as run_files
@@ -214,8 +214,8 @@ def _generate_test_predictions(backend, examples, records, gen_args: GenerationA
                                folder: Path, state):
     """Generate, execute (programs by the DSL, code in the sandbox) and score every test record into the
     predictions file, split across the processes of ``state``."""
-    from finqa_dsl.inference.backend import GenerationSettings
     from finqa_dsl.inference.distributed import generate_across_processes
+    from finqa_dsl.inference.interface import GenerationSettings
     from finqa_dsl.inference.stopping import stop_strings_for
 
     by_id = {example.id: example for example in examples}

@@ -16,7 +16,7 @@ from typing import Any
 from accelerate import PartialState
 from accelerate.utils import gather_object
 
-from finqa_dsl.inference.backend import Backend, GenerationSettings
+from finqa_dsl.inference.interface import Backend, GenerationSettings
 from finqa_dsl.inference.predictions_file import GenerationStats, generate_to_file, merge_shards
 
 

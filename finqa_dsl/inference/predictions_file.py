@@ -16,7 +16,7 @@ from typing import Any
 from finqa_dsl.core import prediction_rows as row_keys
 from finqa_dsl.core.io import JsonlAppender, atomic_write_jsonl, read_jsonl_tolerant
 from finqa_dsl.core.prediction_rows import PredictionFileError, read_prediction_rows
-from finqa_dsl.inference.backend import Backend, GenerationSettings
+from finqa_dsl.inference.interface import Backend, GenerationSettings
 
 
 @dataclass(frozen=True)

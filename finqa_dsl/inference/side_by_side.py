@@ -15,8 +15,8 @@ from finqa_dsl.core.data import Example
 from finqa_dsl.core.dsl import clean_generation, execute, tokenize
 from finqa_dsl.core.metrics import EXECUTED_VALUE, EXECUTION_ERROR, score_prediction
 from finqa_dsl.core.prompts import build_messages, build_prompt_records, render_prompt
-from finqa_dsl.inference.backend import GenerationSettings
-from finqa_dsl.inference.hf import generate
+from finqa_dsl.inference.engines.static import generate
+from finqa_dsl.inference.interface import GenerationSettings
 from finqa_dsl.models.loading import adapter_base, is_adapter_dir, load_model, load_tokenizer
 
 

@@ -2,10 +2,12 @@
 NVIDIA GPU, with a LoRA adapter served through vLLM's LoRA support instead of being merged.
 
 Prompts are encoded exactly as for the HF backend (:func:`finqa_dsl.core.chat.encode_prompt`) and passed as
-token ids, decoding is greedy unless sampling is asked for, and generation stops at the same stop tokens, so
-the predictions file and metrics have the same meaning. Records are generated in chunks so that finished
-predictions reach the (streamed, resumable) predictions file as the run goes. Beam search is refused: use
-the HF backend for it.
+token ids, decoding is greedy unless sampling is asked for, and generation stops at the same stop tokens and
+stop strings (the stop string kept, as the HF engines keep it), so the predictions file and metrics have the
+same meaning. Records go to vLLM ``settings.batch_size`` at a time (vLLM schedules each call's prompts), so that
+finished predictions reach the (streamed, resumable) predictions file as the run goes and batch size 1 gives
+single-stream latency, as with the static engine. What it does not honour (beam search, the HF engines' knobs) is
+refused by :func:`finqa_dsl.inference.interface.check_settings` (``VLLM_HONOURS``).
 """
 
 from __future__ import annotations
@@ -15,11 +17,8 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from finqa_dsl.core.chat import encode_prompt, stop_token_ids
-from finqa_dsl.core.errors import UsageError
-from finqa_dsl.inference.backend import BATCH_WALL_TIME, Generation, GenerationSettings
+from finqa_dsl.inference.interface import VLLM, Generation, GenerationSettings, check_settings
 from finqa_dsl.models.extras import require_gpu_extra
-
-CHUNK = 256  # records per vLLM call: finished predictions are written after each chunk
 
 
 def check_vllm_available() -> None:
@@ -32,7 +31,7 @@ def check_vllm_available() -> None:
 
 
 class VLLMBackend:
-    """:class:`~finqa_dsl.inference.backend.Backend` over ``vllm.LLM``; ``adapter_dir`` adds a LoRA adapter."""
+    """:class:`~finqa_dsl.inference.interface.Backend` over ``vllm.LLM``; ``adapter_dir`` adds a LoRA adapter."""
 
     def __init__(self, base_model: str, tokenizer, *, adapter_dir: str | None = None, lora_rank: int = 16,
                  dtype: str = "auto", seed: int = 0, max_model_len: int | None = None):
@@ -51,15 +50,15 @@ class VLLMBackend:
     def __call__(self, records: Sequence, settings: GenerationSettings) -> Iterator[tuple[Any, Generation]]:
         from vllm import SamplingParams
 
-        if settings.num_beams > 1:
-            raise UsageError("--inference_backend vllm does not do beam search here; use --inference_backend hf.")
+        check_settings(VLLM, settings)
         params = SamplingParams(
             n=1, max_tokens=settings.max_new_tokens, stop_token_ids=self.stops, skip_special_tokens=True,
+            stop=list(settings.stop_strings), include_stop_str_in_output=True,
             temperature=settings.temperature if settings.do_sample else 0.0,
             top_p=settings.top_p if settings.do_sample else 1.0,
         )
-        for start in range(0, len(records), CHUNK):
-            chunk = records[start:start + CHUNK]
+        for start in range(0, len(records), settings.batch_size):
+            chunk = records[start:start + settings.batch_size]
             prompts = [{"prompt_token_ids": ids} for ids in encode_prompt([r.prompt for r in chunk], self.tokenizer)]
             began = time.perf_counter()
             outputs = self.llm.generate(prompts, params, lora_request=self.lora, use_tqdm=True)
@@ -67,4 +66,4 @@ class VLLMBackend:
             for record, output in zip(chunk, outputs, strict=True):
                 completion = output.outputs[0]
                 yield record, Generation(completion.text.strip(), len(completion.token_ids), latency_ms,
-                                         BATCH_WALL_TIME, len(chunk), latency_ms / len(chunk))
+                                         settings.latency_mode, len(chunk), latency_ms / len(chunk))

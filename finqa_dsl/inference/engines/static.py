@@ -3,12 +3,12 @@
 Prompts are encoded by :func:`finqa_dsl.core.chat.encode_prompt` (as in training), sorted longest first (an
 out-of-memory error shows in the first batch, and batches hold prompts of similar length), left-padded with an
 attention mask (generate derives position ids from it), generated into a cache that grows in place
-(:mod:`finqa_dsl.inference.kv_cache`), and decoded from the new tokens only. Generation stops at the chat
+(:mod:`.kv_cache`), and decoded from the new tokens only. Generation stops at the chat
 template's end-of-turn token, at eos and at the target's stop strings (:mod:`finqa_dsl.inference.stopping`).
 
 :func:`decode`: finished rows leave. Generate runs ``settings.exit_every`` tokens at a time, and between calls the
 rows that stopped are yielded and dropped from the batch and its KV cache, so the others decode without them
-(BENCHMARKS.md); the prefix engine (:mod:`finqa_dsl.inference.prefix_cache`) also adds waiting prompts in their
+(BENCHMARKS.md); the prefix engine (:mod:`.prefix`) also adds waiting prompts in their
 place (:meth:`Rows.joined`). Greedy outputs are those of one uninterrupted call and of one prompt at a time: each
 call continues from the kept rows' tokens and cache.
 
@@ -30,8 +30,8 @@ from tqdm.auto import tqdm
 from transformers import Cache, GenerationConfig, StoppingCriteriaList, StopStringCriteria
 
 from finqa_dsl.core.chat import encode_prompt, pad_token_id
-from finqa_dsl.inference.backend import Generation, GenerationSettings
-from finqa_dsl.inference.kv_cache import growing_cache, stacked
+from finqa_dsl.inference.engines.kv_cache import growing_cache, stacked
+from finqa_dsl.inference.interface import Generation, GenerationSettings
 from finqa_dsl.inference.stopping import StopRule, stop_token_ids
 
 
@@ -100,8 +100,8 @@ class Rows:
     """Prompts decoding together: their left-padded tokens, attention mask and KV cache (which holds every token
     but the last once decoding started), and per row its record's index, its new tokens so far, when it was
     admitted (time.perf_counter()) and its share of the seconds spent on the batch since. Under cascade attention
-    (:mod:`finqa_dsl.inference.cascade`) the tokens, mask and cache are those after the ``offset`` tokens of the
-    shared prefix."""
+    (:mod:`.cascade_attention`) the tokens, mask and cache are those after the ``offset`` tokens of the shared
+    prefix."""
 
     input_ids: torch.Tensor
     attention_mask: torch.Tensor

@@ -7,20 +7,19 @@ to encode; two under cascade attention, so that every row's own cache holds a to
 with batch size 1. Admitted prompts encode their suffixes (all but the last token; no padding tokens are encoded)
 in one of two layouts:
 
-- **cascade** (:func:`finqa_dsl.inference.cascade.can_cascade`: CPU, every layer over the whole context): the
-  rows hold only their own tokens, left-padded, and every layer attends to the one prefix cache and to the row's
-  own (:mod:`finqa_dsl.inference.cascade`). The suffixes go through the model packed, several in one sequence
-  (:func:`packed_suffixes`), and their positions start after the prefix
-  (:meth:`finqa_dsl.inference.hf.Rows.positions`).
+- **cascade** (:func:`.cascade_attention.can_cascade`: CPU, every layer over the whole context): the rows hold
+  only their own tokens, left-padded, and every layer attends to the one prefix cache and to the row's own
+  (:mod:`.cascade_attention`). The suffixes go through the model packed, several in one sequence
+  (:func:`packed_suffixes`), and their positions start after the prefix (:meth:`.static.Rows.positions`).
 - **copied** (otherwise, e.g. Gemma-3's sliding window): each prompt extends a copy of the prefix cache by its
-  suffix, and the rows are stacked left-padded (:func:`finqa_dsl.inference.kv_cache.stacked`):
+  suffix, and the rows are stacked left-padded (:func:`.kv_cache.stacked`):
   ``[padding | prefix | suffix]``, the layout of a left-padded batch, so sliding-window layers see each row's
   last tokens as they would unbatched.
 
-:func:`finqa_dsl.inference.hf.decode` continues from there with the prompts' last tokens (the attention mask hides
-the padding); whenever rows leave, as many waiting prompts (longest first) are admitted and joined to the running
-rows. The prefix keys and values are those of the whole prompt (causal attention), so greedy outputs match the
-static engine's up to float rounding (tests and BENCHMARKS.md check that they are identical).
+:func:`.static.decode` (the static engine's decoding loop) continues from there with the prompts' last tokens (the
+attention mask hides the padding); whenever rows leave, as many waiting prompts (longest first) are admitted and
+joined to the running rows. The prefix keys and values are those of the whole prompt (causal attention), so greedy
+outputs match the static engine's up to float rounding (tests and BENCHMARKS.md check that they are identical).
 """
 
 from __future__ import annotations
@@ -36,10 +35,10 @@ import torch
 from transformers import DynamicCache
 
 from finqa_dsl.core.chat import encode_prompt, pad_token_id
-from finqa_dsl.inference.backend import IN_FLIGHT, PER_EXAMPLE, Generation, GenerationSettings
-from finqa_dsl.inference.cascade import can_cascade, cascading
-from finqa_dsl.inference.hf import Rows, left_pad, longest_first, streamed
-from finqa_dsl.inference.kv_cache import growing_cache, stacked, unpacked
+from finqa_dsl.inference.engines.cascade_attention import can_cascade, cascading
+from finqa_dsl.inference.engines.kv_cache import growing_cache, stacked, unpacked
+from finqa_dsl.inference.engines.static import Rows, left_pad, longest_first, streamed
+from finqa_dsl.inference.interface import IN_FLIGHT, PER_EXAMPLE, Generation, GenerationSettings
 
 
 def shared_prefix_length(prompts: Sequence[Sequence[int]], keep: int = 1) -> int:
@@ -108,8 +107,6 @@ def generate(model, tokenizer, records: Sequence,
     ``settings.batch_size`` decoding at once, the next ones joining as others leave. A row's ``latency_ms`` runs
     from its admission (the start of its suffix encoding; the shared prefix counts in the first rows') until it
     left; ``batch_size`` is the most rows in flight."""
-    if settings.num_beams > 1:
-        raise ValueError("The prefix engine decodes greedily or by sampling, not with beams: use the static engine.")
     began = time.perf_counter()
     encoded = [encode_prompt(record.prompt, tokenizer) for record in records]
     cascade = can_cascade(model) and shared_prefix_length(encoded, keep=2) > 0

@@ -19,8 +19,8 @@ from tqdm.auto import tqdm
 from transformers import ContinuousBatchingConfig
 
 from finqa_dsl.core.chat import encode_prompt
-from finqa_dsl.inference.backend import IN_FLIGHT, Generation, GenerationSettings
-from finqa_dsl.inference.hf import generation_config, stop_rule
+from finqa_dsl.inference.engines.static import generation_config, stop_rule
+from finqa_dsl.inference.interface import IN_FLIGHT, Generation, GenerationSettings
 
 PAGE_TOKENS = 256  # transformers' default page size
 
@@ -39,8 +39,6 @@ def cache_config(encoded: list[list[int]], settings: GenerationSettings) -> Cont
 def generate(model, tokenizer, records: Sequence,
              settings: GenerationSettings) -> Iterator[tuple[Any, Generation]]:
     """Yield ``(record, Generation)`` for every record, in the order the requests finish."""
-    if settings.num_beams > 1:
-        raise ValueError("Continuous batching does not do beam search: use the static engine.")
     if not records:
         return
     config = generation_config(model, tokenizer, settings)

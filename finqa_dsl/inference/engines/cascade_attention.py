@@ -23,7 +23,7 @@ from transformers import AttentionInterface, DynamicCache
 from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, eager_mask
 
-from finqa_dsl.inference.kv_cache import GrowingLayer, growing_cache
+from finqa_dsl.inference.engines.kv_cache import GrowingLayer, growing_cache
 
 NAME = "finqa_cascade"
 

@@ -65,9 +65,10 @@ def growing_cache(model) -> DynamicCache:
 STACKABLE = (GrowingLayer, DynamicSlidingWindowLayer)  # the layer kinds :func:`stacked` can batch
 
 
-def can_stack(model) -> bool:
-    """Whether :func:`stacked` can batch this model's caches (full-attention and sliding-window layers only)."""
-    return all(type(layer) in STACKABLE for layer in growing_cache(model).layers)
+def can_stack(config) -> bool:
+    """Whether :func:`stacked` can batch the caches of a model of this config (full-attention and sliding-window
+    layers only): decided from the architecture, before any weights load."""
+    return all(type(layer) in (DynamicLayer, DynamicSlidingWindowLayer) for layer in DynamicCache(config=config).layers)
 
 
 def stacked(caches: list[DynamicCache], model, length: int | None = None) -> DynamicCache:

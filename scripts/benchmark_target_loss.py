@@ -167,16 +167,17 @@ def load(name: str, peft: str, gemma_layers: int):
 
     from finqa_dsl.models.default_model import default_model_path
     from finqa_dsl.models.loading import load_model
+    from finqa_dsl.models.options import ModelOptions
 
     if name == "smollm2":
         folder = default_model_path()
-        model = load_model(str(folder), peft=peft, attn_implementation="sdpa")
+        model = load_model(str(folder), ModelOptions(peft=peft, attn_implementation="sdpa"))
         return model, AutoTokenizer.from_pretrained(folder), f"{folder.name} (real weights)"
     torch.manual_seed(0)
     config = Gemma3TextConfig(**GEMMA3_1B, num_hidden_layers=gemma_layers, attn_implementation="eager")
     with tempfile.TemporaryDirectory() as scratch:
         AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16).save_pretrained(scratch)
-        model = load_model(scratch, peft=peft, attn_implementation="eager")
+        model = load_model(scratch, ModelOptions(peft=peft, attn_implementation="eager"))
     return (model, AutoTokenizer.from_pretrained(GEMMA_TOKENIZER),
             f"gemma-3-1b-it shape, {gemma_layers} layers, random weights")
 

@@ -25,6 +25,7 @@ from finqa_dsl.models.default_model import (
     verify_sha256,
 )
 from finqa_dsl.models.loading import load_model, load_tokenizer, resolve_model_name
+from finqa_dsl.models.options import ModelOptions
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +78,7 @@ def test_second_call_does_no_work_and_the_driver_resolves_it(default_model, monk
     assert {path: path.stat().st_mtime_ns for path in default_model.iterdir()} == files
     assert resolve_model_name(None) == str(default_model)
     assert load_tokenizer(resolve_model_name(None)).pad_token == "<|endoftext|>"
-    model = load_model(resolve_model_name(None), torch_dtype="float32")
+    model = load_model(resolve_model_name(None), ModelOptions(torch_dtype="float32"))
     assert model.config._attn_implementation == "sdpa" and model.num_parameters() == 134_515_008
 
 

@@ -22,10 +22,10 @@ from finqa_dsl.models.loading import (
     default_attn_implementation,
     load_model,
     load_tokenizer,
-    parse_target_modules,
     prepare_for_inference,
     resolve_compute_dtype,
 )
+from finqa_dsl.models.options import ModelOptions, parse_target_modules
 
 VOCAB = 128
 TEXT_SIZES = {"vocab_size": VOCAB, "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
@@ -74,9 +74,9 @@ def eval_logits(model, batch) -> torch.Tensor:
 
 
 def test_qlora_nf4_double_quant_trains_on_cpu(tiny_llama_dir, batch):
-    model = load_model(tiny_llama_dir, peft="qlora", bnb_4bit_quant_type="nf4",
+    model = load_model(tiny_llama_dir, ModelOptions(peft="qlora", bnb_4bit_quant_type="nf4",
                        bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype="float32",
-                       lora_r=4, lora_alpha=8, lora_dropout=0.0, gradient_checkpointing=True)
+                       lora_r=4, lora_alpha=8, lora_dropout=0.0, gradient_checkpointing=True))
     four_bit = [m for m in model.modules() if isinstance(m, bnb.nn.Linear4bit)]
     assert len(four_bit) == 7 * TEXT_SIZES["num_hidden_layers"]  # q, k, v, o, gate, up, down
     state = four_bit[0].weight.quant_state
@@ -92,8 +92,8 @@ def test_qlora_nf4_double_quant_trains_on_cpu(tiny_llama_dir, batch):
 
 
 def test_qlora_fp4_with_default_compute_dtype(tiny_llama_dir, batch):
-    model = load_model(tiny_llama_dir, peft="qlora", bnb_4bit_quant_type="fp4",
-                       bnb_4bit_use_double_quant=False)
+    model = load_model(tiny_llama_dir, ModelOptions(peft="qlora", bnb_4bit_quant_type="fp4",
+                       bnb_4bit_use_double_quant=False))
     layer = next(m for m in model.modules() if isinstance(m, bnb.nn.Linear4bit))
     assert layer.weight.quant_state.quant_type == "fp4" and not layer.weight.quant_state.nested
     assert layer.compute_dtype == torch.float32  # auto on CPU
@@ -101,20 +101,20 @@ def test_qlora_fp4_with_default_compute_dtype(tiny_llama_dir, batch):
 
 
 def test_lora_trains_only_the_adapter(tiny_llama_dir, batch):
-    model = load_model(tiny_llama_dir, peft="lora", lora_r=4, lora_alpha=8, lora_dropout=0.0)
+    model = load_model(tiny_llama_dir, ModelOptions(peft="lora", lora_r=4, lora_alpha=8, lora_dropout=0.0))
     trainable = {name for name, p in model.named_parameters() if p.requires_grad}
     assert trainable and all("lora_" in name for name in trainable)
     assert changed(model, train_one_step(model, batch)) == lora_b(trainable)
 
 
 def test_lora_target_modules_as_a_comma_list(tiny_llama_dir):
-    model = load_model(tiny_llama_dir, peft="lora", lora_target_modules="q_proj, v_proj")
+    model = load_model(tiny_llama_dir, ModelOptions(peft="lora", lora_target_modules="q_proj, v_proj"))
     adapted = {name.split(".")[-2] for name, _ in model.named_modules() if name.endswith("lora_A")}
     assert adapted == {"q_proj", "v_proj"}
 
 
 def test_full_fine_tune_updates_every_weight_and_reloads(tiny_llama_dir, batch, tmp_path):
-    model = load_model(tiny_llama_dir, peft="none", gradient_checkpointing=True)
+    model = load_model(tiny_llama_dir, ModelOptions(peft="none", gradient_checkpointing=True))
     assert model.config.use_cache is False
     before = train_one_step(model, batch)
     assert len(before) == sum(1 for _ in model.parameters())
@@ -128,13 +128,13 @@ def test_full_fine_tune_updates_every_weight_and_reloads(tiny_llama_dir, batch, 
 @pytest.mark.parametrize("quantize", [False, True], ids=["lora", "qlora"])
 def test_saved_adapter_reloads_for_eval_with_the_same_logits(tiny_llama_dir, batch, tmp_path, quantize):
     peft = "qlora" if quantize else "lora"
-    model = load_model(tiny_llama_dir, peft=peft, lora_r=4, lora_alpha=8, lora_dropout=0.0)
+    model = load_model(tiny_llama_dir, ModelOptions(peft=peft, lora_r=4, lora_alpha=8, lora_dropout=0.0))
     train_one_step(model, batch)
     model.save_pretrained(tmp_path / "adapter")
     adapter_config = json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())
     assert adapter_config["base_model_name_or_path"] == tiny_llama_dir
 
-    reloaded = load_model(str(tmp_path / "adapter"), peft="none", quantize_4bit=quantize)
+    reloaded = load_model(str(tmp_path / "adapter"), ModelOptions(peft="none", quantize_4bit=quantize))
 
     assert not any(p.requires_grad for p in reloaded.parameters())
     torch.testing.assert_close(eval_logits(reloaded, batch), eval_logits(model, batch), rtol=0, atol=1e-6)
@@ -143,8 +143,8 @@ def test_saved_adapter_reloads_for_eval_with_the_same_logits(tiny_llama_dir, bat
 
 @pytest.mark.parametrize("quantize", [False, True], ids=["lora", "qlora"])
 def test_prepare_for_inference_keeps_the_trained_function(tiny_llama_dir, batch, quantize):
-    model = load_model(tiny_llama_dir, peft="qlora" if quantize else "lora", lora_r=4, lora_alpha=8,
-                       lora_dropout=0.0, gradient_checkpointing=True)
+    model = load_model(tiny_llama_dir, ModelOptions(peft="qlora" if quantize else "lora", lora_r=4, lora_alpha=8,
+                       lora_dropout=0.0, gradient_checkpointing=True))
     train_one_step(model, batch)
     trained = eval_logits(model, batch)
 
@@ -157,8 +157,8 @@ def test_prepare_for_inference_keeps_the_trained_function(tiny_llama_dir, batch,
 
 
 def test_saved_adapter_keeps_training_with_peft_lora(tiny_llama_dir, batch, tmp_path):
-    load_model(tiny_llama_dir, peft="lora", lora_r=4).save_pretrained(tmp_path / "adapter")
-    model = load_model(str(tmp_path / "adapter"), peft="lora")
+    load_model(tiny_llama_dir, ModelOptions(peft="lora", lora_r=4)).save_pretrained(tmp_path / "adapter")
+    model = load_model(str(tmp_path / "adapter"), ModelOptions(peft="lora"))
     assert changed(model, train_one_step(model, batch))
 
 
@@ -166,7 +166,7 @@ def test_attention_implementation_per_family(tiny_llama_dir, tmp_path):
     assert default_attn_implementation("gemma3_text") == "eager" == default_attn_implementation("gemma3")
     assert default_attn_implementation("qwen2") == "sdpa"
     assert load_model(tiny_llama_dir).config._attn_implementation == "sdpa"
-    assert load_model(tiny_llama_dir, attn_implementation="eager").config._attn_implementation == "eager"
+    assert load_model(tiny_llama_dir, ModelOptions(attn_implementation="eager")).config._attn_implementation == "eager"
 
 
 @pytest.mark.parametrize("peft", ["lora", "qlora"])
@@ -180,7 +180,7 @@ def test_gemma3_gets_eager_attention_and_lora_only_on_its_language_model(tmp_pat
                           image_token_index=VOCAB - 1)
     Gemma3ForConditionalGeneration(config).save_pretrained(tmp_path)
 
-    model = load_model(str(tmp_path), peft=peft)
+    model = load_model(str(tmp_path), ModelOptions(peft=peft))
 
     assert model.config._attn_implementation == "eager"
     names = [name for name, _ in model.named_modules()]
@@ -192,13 +192,15 @@ def test_gemma3_gets_eager_attention_and_lora_only_on_its_language_model(tmp_pat
     assert changed(model, train_one_step(model, batch))
 
 
-def test_bad_options_are_usage_errors(tiny_llama_dir):
+def test_bad_options_are_usage_errors_before_any_load():
     with pytest.raises(UsageError, match="--peft 'dora'"):
-        load_model(tiny_llama_dir, peft="dora")
+        ModelOptions(peft="dora")
     with pytest.raises(UsageError, match="--bnb_4bit_quant_type 'int4'"):
-        load_model(tiny_llama_dir, peft="qlora", bnb_4bit_quant_type="int4")
+        ModelOptions(peft="qlora", bnb_4bit_quant_type="int4")
     with pytest.raises(UsageError, match="quantize_4bit=False"):
-        load_model(tiny_llama_dir, peft="qlora", quantize_4bit=False)
+        ModelOptions(peft="qlora", quantize_4bit=False)
+    with pytest.raises(UsageError, match="--lora_target_modules"):
+        ModelOptions(peft="lora", lora_target_modules=" , ")
     with pytest.raises(UsageError, match="--lora_target_modules"):
         parse_target_modules(" , ")
     assert parse_target_modules("all-linear") == "all-linear"

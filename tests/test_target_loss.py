@@ -33,21 +33,21 @@ from transformers import (
     TrainingArguments,
 )
 
-from finqa_dsl.core.chat import pad_token_id
+from finqa_dsl.core.chat import IGNORE_INDEX, encode_for_training, pad_token_id
 from finqa_dsl.core.data import load_examples
 from finqa_dsl.core.errors import UsageError
 from finqa_dsl.models.loading import load_model
+from finqa_dsl.models.options import ModelOptions
 from finqa_dsl.runs.timing import Timing
 from finqa_dsl.training.options import check_loss_implementation
 from finqa_dsl.training.target_loss import (
     HEAD_FORWARDS,
-    IGNORE_INDEX,
     OutputHead,
     TargetLossTrainer,
     target_token_loss,
     trainer_class,
 )
-from finqa_dsl.training.trainer import CompletionCollator, encode_for_training, train_and_evaluate
+from finqa_dsl.training.trainer import CompletionCollator, train_and_evaluate
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = REPO_ROOT / "FinQA" / "sample"
@@ -142,8 +142,8 @@ def test_lora_and_qlora_loss_and_gradients_equal_the_full_logit_loss(peft, gradi
     tokenizer = real_tokenizer("llama")
     folder = tmp_path / "tiny"
     _model(LlamaForCausalLM, tokenizer).save_pretrained(folder)
-    model = load_model(str(folder), peft=peft, lora_dropout=0.0, torch_dtype="float32",
-                       gradient_checkpointing=gradient_checkpointing).train()
+    model = load_model(str(folder), ModelOptions(peft=peft, lora_dropout=0.0, torch_dtype="float32",
+                       gradient_checkpointing=gradient_checkpointing)).train()
     assert model.base_model.model.model.gradient_checkpointing is gradient_checkpointing
     _assert_same(model, _batch(tokenizer, features_for(tokenizer), padding_free=False), tmp_path)
 

@@ -2,8 +2,9 @@
 
 ``name_or_path`` is anything ``from_pretrained`` accepts (hub id, local model folder) or a PEFT adapter
 folder (``adapter_config.json``): its base model is loaded first and the adapter attached. ``None`` means the
-default model (:mod:`finqa_dsl.models.default_model`). Every knob is a plain argument; the driver maps its
-dataclasses onto them and calls :func:`check_precision` before loading anything.
+default model (:mod:`finqa_dsl.models.default_model`). The knobs are one
+:class:`~finqa_dsl.models.options.ModelOptions`; the driver builds it from its flags and calls
+:func:`check_precision` before loading anything.
 """
 
 from __future__ import annotations
@@ -18,15 +19,14 @@ from packaging.version import Version
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
 
 from finqa_dsl.core.errors import UsageError
-from finqa_dsl.models.cpu_4bit import check_4bit_layers, log_kernel_notice
+from finqa_dsl.models.cpu_4bit import check_4bit_layers, import_bitsandbytes_offline, log_kernel_notice
 from finqa_dsl.models.default_model import default_model_path
-from finqa_dsl.models.options import BNB_QUANT_TYPES, DTYPES, PEFT_MODES
+from finqa_dsl.models.options import DTYPES, ModelOptions, parse_target_modules
 from finqa_dsl.models.source import ADAPTER_CONFIG, adapter_base, is_adapter_dir  # noqa: F401 (ADAPTER_CONFIG: API)
 
 logger = logging.getLogger(__name__)
 
 TOKENIZER_CONFIG = "tokenizer_config.json"
-ALL_LINEAR = "all-linear"
 # transformers recommends training Gemma-3 with eager attention; every other family gets sdpa.
 EAGER_ATTENTION_MODEL_TYPES = frozenset({"gemma3", "gemma3_text"})
 # Linear layers of non-text towers (Gemma-3 4B is loaded with its vision tower) get no LoRA.
@@ -89,59 +89,45 @@ def check_precision(*, bf16: bool = False, fp16: bool = False, compute_dtype: st
         _check_bitsandbytes()
 
 
-def load_model(name_or_path: str, *, peft: str = "none", lora_r: int = 16, lora_alpha: int = 32,
-               lora_dropout: float = 0.05, lora_target_modules: str = ALL_LINEAR,
-               bnb_4bit_quant_type: str = "nf4", bnb_4bit_compute_dtype: str = "auto",
-               bnb_4bit_use_double_quant: bool = True,
-               torch_dtype: str = "auto", attn_implementation: str | None = None,
-               gradient_checkpointing: bool = False, quantize_4bit: bool | None = None):
-    """Load a causal LM ready for what ``peft`` says.
+def load_model(name_or_path: str, options: ModelOptions | None = None):
+    """Load a causal LM as ``options`` say (:class:`~finqa_dsl.models.options.ModelOptions`).
 
-    - ``peft="none"``: the plain model, all weights trainable (full fine-tune, or evaluation).
-    - ``peft="lora"``: a fresh LoRA adapter (``lora_*``) on a frozen base.
-    - ``peft="qlora"``: the base in 4-bit (``bnb_4bit_*``), prepared for k-bit training, plus a fresh LoRA.
-
-    ``quantize_4bit`` (default: ``peft == "qlora"``) loads the base in 4-bit without training it, e.g. to
-    evaluate a QLoRA run. An adapter folder is attached to its base instead of a fresh LoRA: trainable with
-    ``peft`` lora/qlora (training continues), frozen for evaluation with ``peft="none"``.
-    ``torch_dtype="auto"`` keeps the checkpoint's dtype; ``bnb_4bit_compute_dtype="auto"`` is bfloat16 on a
-    GPU that has it, float16 on an older GPU, float32 on CPU. ``attn_implementation`` None picks per family
-    (:func:`default_attn_implementation`). Gradient checkpointing is non-reentrant and disables the KV cache.
+    An adapter folder is attached to its base instead of a fresh LoRA: trainable with ``peft`` lora/qlora
+    (training continues), frozen for evaluation with ``peft="none"``.
     """
-    quantize_4bit = peft == "qlora" if quantize_4bit is None else quantize_4bit
-    _check_options(peft, bnb_4bit_quant_type, bnb_4bit_compute_dtype, torch_dtype, quantize_4bit)
-    parse_target_modules(lora_target_modules)
+    options = options or ModelOptions()
+    import_bitsandbytes_offline()  # peft imports it: without the Hub, as everywhere in this package
     adapter_dir = name_or_path if is_adapter_dir(name_or_path) else None
     base_name = adapter_base(adapter_dir) if adapter_dir else name_or_path
     model_type = AutoConfig.from_pretrained(base_name).model_type
-    kwargs = {"dtype": _TORCH_DTYPES.get(torch_dtype, torch_dtype),
-              "attn_implementation": attn_implementation or default_attn_implementation(model_type)}
-    if quantize_4bit:
+    kwargs = {"dtype": _TORCH_DTYPES.get(options.torch_dtype, options.torch_dtype),
+              "attn_implementation": options.attn_implementation or default_attn_implementation(model_type)}
+    if options.quantize_4bit:
         kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type=bnb_4bit_quant_type,
-            bnb_4bit_use_double_quant=bnb_4bit_use_double_quant,
-            bnb_4bit_compute_dtype=resolve_compute_dtype(bnb_4bit_compute_dtype, torch_dtype),
+            load_in_4bit=True, bnb_4bit_quant_type=options.bnb_4bit_quant_type,
+            bnb_4bit_use_double_quant=options.bnb_4bit_use_double_quant,
+            bnb_4bit_compute_dtype=resolve_compute_dtype(options.bnb_4bit_compute_dtype, options.torch_dtype),
         )
         kwargs["device_map"] = _local_device_map()
     model = AutoModelForCausalLM.from_pretrained(base_name, **kwargs)
     logger.info("Loaded %s (%s, attention %s%s)", base_name, model.dtype, model.config._attn_implementation,
-                ", 4-bit " + bnb_4bit_quant_type if quantize_4bit else "")
-    if quantize_4bit:
+                ", 4-bit " + options.bnb_4bit_quant_type if options.quantize_4bit else "")
+    if options.quantize_4bit:
         check_4bit_layers(model, ignore=NON_TEXT_MODULES)
         if not torch.cuda.is_available():
             log_kernel_notice()
 
-    training_adapter = peft != "none"
+    training_adapter = options.peft != "none"
     if training_adapter:
-        model = _prepare_base_for_adapter_training(model, quantize_4bit, gradient_checkpointing)
-    elif gradient_checkpointing:
+        model = _prepare_base_for_adapter_training(model, options.quantize_4bit, options.gradient_checkpointing)
+    elif options.gradient_checkpointing:
         _enable_gradient_checkpointing(model)
     if adapter_dir:
         from peft import PeftModel
 
         model = PeftModel.from_pretrained(model, adapter_dir, is_trainable=training_adapter)
     elif training_adapter:
-        model = _attach_lora(model, lora_r, lora_alpha, lora_dropout, lora_target_modules)
+        model = _attach_lora(model, options)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     logger.info("Trainable parameters: %d of %d", trainable, sum(p.numel() for p in model.parameters()))
     return model
@@ -156,27 +142,6 @@ def resolve_compute_dtype(compute_dtype: str, torch_dtype: str = "auto") -> torc
     if torch.cuda.is_available():
         return torch.bfloat16 if _cuda_has_native_bf16() else torch.float16
     return torch.float32
-
-
-def parse_target_modules(lora_target_modules: str) -> str | list[str]:
-    """``all-linear`` as is, else the comma-separated module names as a list."""
-    if lora_target_modules.strip() == ALL_LINEAR:
-        return ALL_LINEAR
-    names = [name.strip() for name in lora_target_modules.split(",") if name.strip()]
-    if not names:
-        raise UsageError(f"--lora_target_modules {lora_target_modules!r}: give {ALL_LINEAR} or module names "
-                         "separated by commas (e.g. q_proj,k_proj,v_proj,o_proj).")
-    return names
-
-
-def _check_options(peft, quant_type, compute_dtype, torch_dtype, quantize_4bit) -> None:
-    choices = {"--peft": (peft, PEFT_MODES), "--bnb_4bit_quant_type": (quant_type, BNB_QUANT_TYPES),
-               "--bnb_4bit_compute_dtype": (compute_dtype, DTYPES), "--torch_dtype": (torch_dtype, DTYPES)}
-    for flag, (value, allowed) in choices.items():
-        if value not in allowed:
-            raise UsageError(f"{flag} {value!r} is not one of: {', '.join(allowed)}.")
-    if peft == "qlora" and not quantize_4bit:
-        raise UsageError("--peft qlora trains LoRA on a 4-bit base: it cannot go with quantize_4bit=False.")
 
 
 def _cuda_has_native_bf16() -> bool:
@@ -226,12 +191,12 @@ def _enable_gradient_checkpointing(model) -> None:
     model.config.use_cache = False
 
 
-def _attach_lora(model, r: int, alpha: int, dropout: float, target_modules: str):
+def _attach_lora(model, options: ModelOptions):
     from peft import LoraConfig, get_peft_model
 
     has_non_text = any(re.fullmatch(NON_TEXT_MODULES, name) for name, _ in model.named_modules())
-    config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, task_type="CAUSAL_LM",
-                        target_modules=parse_target_modules(target_modules),
+    config = LoraConfig(r=options.lora_r, lora_alpha=options.lora_alpha, lora_dropout=options.lora_dropout,
+                        task_type="CAUSAL_LM", target_modules=parse_target_modules(options.lora_target_modules),
                         exclude_modules=NON_TEXT_MODULES if has_non_text else None)
     return get_peft_model(model, config)
 

@@ -20,6 +20,7 @@ from finqa_dsl.core.errors import UsageError
 from finqa_dsl.core.io import atomic_write_json
 from finqa_dsl.core.prompts import render_prompt
 from finqa_dsl.models.loading import ADAPTER_CONFIG, load_model, load_tokenizer
+from finqa_dsl.models.options import ModelOptions
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ def merge_adapter(adapter_dir: str | Path, output_dir: str | Path, *, torch_dtyp
     if output_dir.exists() and any(output_dir.iterdir()):
         raise UsageError(f"{output_dir}: exists and is not empty; choose a new --output_dir.")
     tokenizer = load_tokenizer(str(adapter_dir))
-    model = load_model(str(adapter_dir), peft="none", torch_dtype=torch_dtype, quantize_4bit=False).eval()
+    model = load_model(str(adapter_dir), ModelOptions(torch_dtype=torch_dtype, quantize_4bit=False)).eval()
     probe = torch.tensor([encode_prompt(render_prompt([{"role": "user", "content": PROBE_QUESTION}], tokenizer),
                                         tokenizer)])
     with torch.inference_mode():

@@ -18,21 +18,21 @@ import sys
 
 from finqa_dsl.core.data import DatasetError
 from finqa_dsl.core.errors import UsageError
-from finqa_dsl.driver.command_line import parse_command_line
-from finqa_dsl.driver.pipeline import run
+from finqa_dsl.driver.pipeline import execute
+from finqa_dsl.driver.plan import prepare
 from finqa_dsl.models.default_model import DefaultModelUnavailable
 from finqa_dsl.runs.processes import configure_logging
 
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        arguments = parse_command_line(sys.argv[1:] if argv is None else argv)
-    except ValueError as error:  # a bad config file, or TrainingArguments checking flags against the hardware
+        plan = prepare(sys.argv[1:] if argv is None else argv)
+    except (ValueError, DatasetError, DefaultModelUnavailable) as error:  # ValueError: UsageError, TrainingArguments
         print(f"error: {error}", file=sys.stderr)
         return 2
-    configure_logging(arguments[-1])
+    configure_logging(plan.training_args)
     try:
-        folder = run(*arguments)
+        folder = execute(plan)
     except (UsageError, DatasetError, DefaultModelUnavailable) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

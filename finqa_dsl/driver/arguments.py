@@ -14,6 +14,7 @@ from finqa_dsl.core.context import INPUT_MODES
 from finqa_dsl.core.errors import UsageError
 from finqa_dsl.core.prompts import TARGET_FIELDS
 from finqa_dsl.inference.interface import GenerationSettings, check_settings
+from finqa_dsl.inference.stopping import stop_strings_for
 from finqa_dsl.models.options import BNB_QUANT_TYPES, DTYPES, PEFT_MODES
 from finqa_dsl.training.options import TARGET_ONLY, check_loss_implementation
 
@@ -152,11 +153,7 @@ def validate(model: ModelArguments, data: DataArguments, generation: GenerationA
         raise UsageError(f"--max_seq_length {model.max_seq_length} leaves no room for a prompt: it must exceed "
                          f"--generation_max_new_tokens {generation.generation_max_new_tokens} (the prompt gets "
                          "the difference).")
-    check_settings(generation.inference_backend, GenerationSettings(
-        max_new_tokens=generation.generation_max_new_tokens, num_beams=generation.generation_num_beams,
-        do_sample=generation.generation_do_sample, temperature=generation.generation_temperature,
-        top_p=generation.generation_top_p, batch_size=generation.inference_batch_size,
-        engine=generation.inference_engine))
+    check_settings(generation.inference_backend, generation_settings(generation, data.target_field))
     if not generation.generation_do_sample and (
         generation.generation_temperature != 1.0 or generation.generation_top_p != 1.0
     ):
@@ -195,9 +192,24 @@ def _check_eval_type(eval_type: str, few_shot_k: int, do_train: bool) -> None:
 
 
 def resolve_eval_type(run: RunArguments, data: DataArguments, training) -> str:
-    """The evaluation type of a validated command line; sets ``--few_shot_k`` for a few-shot run that left it 0."""
-    if run.eval_type == "few-shot" and not data.few_shot_k:
-        data.few_shot_k = DEFAULT_FEW_SHOT_K
+    """The evaluation type of a validated command line: ``--eval_type``, else inferred from ``--do_train`` and
+    ``--few_shot_k``."""
     if run.eval_type:
         return run.eval_type
     return "fine-tuned" if training.do_train else "few-shot" if data.few_shot_k else "zero-shot"
+
+
+def resolved_few_shot_k(eval_type: str, few_shot_k: int) -> int:
+    """``--few_shot_k``, or :data:`DEFAULT_FEW_SHOT_K` for a few-shot run that left it 0."""
+    return DEFAULT_FEW_SHOT_K if eval_type == "few-shot" and not few_shot_k else few_shot_k
+
+
+def generation_settings(generation: GenerationArguments, target_field: str) -> GenerationSettings:
+    """The decoding settings that the ``--generation_*``/``--inference_*`` flags give, with the target's stop
+    strings."""
+    return GenerationSettings(
+        max_new_tokens=generation.generation_max_new_tokens, num_beams=generation.generation_num_beams,
+        do_sample=generation.generation_do_sample, temperature=generation.generation_temperature,
+        top_p=generation.generation_top_p, batch_size=generation.inference_batch_size,
+        engine=generation.inference_engine, stop_strings=stop_strings_for(target_field),
+    )

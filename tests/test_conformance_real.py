@@ -16,13 +16,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import REPO_ROOT
 
 from finqa_dsl.core import metrics
 from finqa_dsl.core.data import load_examples
 from finqa_dsl.core.dsl import execute, programs_equivalent
 from finqa_dsl.core.metrics import score_answer_prediction, score_predictions
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 REAL_SPLITS = {"train.json": 118, "dev.json": 457, "dev_convfinqa_derived.json": 142, "test.json": 770}
 
 # run -> (execution_correct, program_correct) of the official evaluator on the 770 joined ids,

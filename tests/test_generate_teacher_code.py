@@ -13,14 +13,13 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import REPO_ROOT, SAMPLE
 from faulty_server import FaultyServer
 
 from finqa_dsl.core.data import load_examples
 from finqa_dsl.core.io import read_jsonl_tolerant
 from scripts import generate_teacher_code
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-SAMPLE = REPO_ROOT / "FinQA" / "sample"
 KEY_ENV = "FINQA_TEST_TEACHER_KEY"
 
 

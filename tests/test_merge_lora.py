@@ -6,16 +6,14 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import torch
+from conftest import REPO_ROOT
 from peft import PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from finqa_dsl.models.merge import MERGE_REPORT
 from scripts import merge_lora
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_merged_folder_matches_the_adapter(tiny_lora_adapter, tmp_path):

@@ -17,12 +17,12 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import REPO_ROOT
 
 from finqa_dsl.sandbox import Reason, Sandbox, SandboxError, SandboxResult, framing
 from finqa_dsl.sandbox import pool as sandbox_pool
 from scripts import benchmark_sandbox
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 SECRET = "FINQA_SANDBOX_TEST_SECRET"
 TIMEOUT_S = 1.0
 # A program's way to the real os module without importing it: a class that os defines, found by __subclasses__.

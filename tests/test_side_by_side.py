@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import torch
+from conftest import SAMPLE
 from peft import PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -16,7 +16,7 @@ from finqa_dsl.inference.interface import GenerationSettings
 from finqa_dsl.inference.side_by_side import prompt_for_example
 from scripts import inference
 
-SAMPLE_TEST = Path(__file__).resolve().parents[1] / "FinQA" / "sample" / "test.json"
+SAMPLE_TEST = SAMPLE / "test.json"
 
 
 def _greedy(model, tokenizer, prompt) -> str:

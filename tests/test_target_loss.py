@@ -16,7 +16,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from conftest import real_tokenizer, tiny_config, tiny_model
+from conftest import REPO_ROOT, SAMPLE, real_tokenizer, tiny_config, tiny_model
 from transformers import (
     Gemma2ForCausalLM,
     Gemma3Config,
@@ -49,8 +49,6 @@ from finqa_dsl.training.target_loss import (
 )
 from finqa_dsl.training.trainer import CompletionCollator, train_and_evaluate
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-SAMPLE = REPO_ROOT / "FinQA" / "sample"
 # hidden and projection sizes are multiples of 64: bitsandbytes' CPU 4-bit kernels need it (QLoRA case)
 SHAPE = dict(hidden_size=64, intermediate_size=128, num_key_value_heads=4, max_position_embeddings=2048)
 GEMMA = dict(query_pre_attn_scalar=16, sliding_window=8, final_logit_softcapping=30.0)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import real_tokenizer, save_tiny_model
+from conftest import SAMPLE, real_tokenizer, save_tiny_model
 from peft import LoraConfig, get_peft_model
 from transformers import AutoTokenizer, LlamaForCausalLM
 
@@ -18,7 +18,7 @@ from finqa_dsl.core.prompts import build_prompt_records
 from finqa_dsl.diffing.shards import ActivationShards
 from scripts import collect_activations
 
-SAMPLE = Path(__file__).resolve().parents[1] / "FinQA" / "sample" / "train.json"
+TRAIN = SAMPLE / "train.json"
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +36,7 @@ def models(tmp_path_factory) -> tuple[Path, Path]:
 
 def _collect(base_dir, ft_dir, out, *flags) -> int:
     return collect_activations.main(["--base_model", str(base_dir), "--ft_model", str(ft_dir), "--data_file",
-                                     str(SAMPLE), "--num_examples", "3", "--batch_size", "2", "--output_dir",
+                                     str(TRAIN), "--num_examples", "3", "--batch_size", "2", "--output_dir",
                                      str(out), *flags])
 
 
@@ -48,7 +48,7 @@ def _collected(models, out: Path, *flags) -> ActivationShards:
 def _sample_records(models, n: int) -> tuple:
     """The base model's tokenizer and the prompt records of the sample's first ``n`` examples, as collected."""
     tokenizer = AutoTokenizer.from_pretrained(models[0])
-    records, _ = build_prompt_records(load_examples(SAMPLE)[:n], target_field="program",
+    records, _ = build_prompt_records(load_examples(TRAIN)[:n], target_field="program",
                                       context_config=ContextConfig(), tokenizer=tokenizer)
     return tokenizer, records
 

@@ -9,26 +9,22 @@ import copy
 
 import pytest
 import torch
-from transformers import DynamicCache, Gemma3ForCausalLM, Gemma3TextConfig, LlamaConfig, LlamaForCausalLM
+from conftest import tiny_model
+from transformers import DynamicCache
 from transformers.cache_utils import DynamicSlidingWindowLayer
 
 from finqa_dsl.inference.engines.kv_cache import HEADROOM, GrowingLayer, growing_cache, stacked
 from finqa_dsl.inference.engines.prefix import extended, prefix_cache
-from finqa_dsl.inference.engines.static import left_pad
+from finqa_dsl.models.batching import pad
 
 
 def _llama():
-    torch.manual_seed(0)
-    return LlamaForCausalLM(LlamaConfig(vocab_size=97, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                        num_attention_heads=4, num_key_value_heads=2)).eval()
+    return tiny_model("llama", vocab_size=97).eval()
 
 
 def _gemma3():
-    torch.manual_seed(0)
-    config = Gemma3TextConfig(vocab_size=97, hidden_size=32, intermediate_size=64, num_hidden_layers=4,
-                              num_attention_heads=4, num_key_value_heads=2, head_dim=8, sliding_window=8,
-                              layer_types=["sliding_attention", "full_attention"] * 2)
-    return Gemma3ForCausalLM(config).eval()
+    return tiny_model("gemma3", vocab_size=97, num_hidden_layers=4, sliding_window=8,
+                      layer_types=["sliding_attention", "full_attention"] * 2).eval()
 
 
 def _decode(model, cache, prompt: torch.Tensor, steps: int, keep_rows: list[int] | None = None) -> list[torch.Tensor]:
@@ -101,7 +97,7 @@ def assert_rows_decode_alone(model, prompts: list[list[int]], cache, offset: int
     """Decoding the rows of ``cache`` (every prompt but its last token, after ``offset`` tokens held elsewhere)
     gives each row the logits of its prompt alone, for ``steps`` tokens; the rows' forward passes run
     ``within()``."""
-    input_ids, mask = left_pad([prompt[offset:] for prompt in prompts], 0)
+    input_ids, mask = pad([prompt[offset:] for prompt in prompts], 0, side="left")
     tokens = input_ids[:, -1:]
     with torch.inference_mode():
         for step in range(steps):

@@ -37,8 +37,9 @@ from transformers import DynamicCache
 from finqa_dsl.core.chat import encode_prompt, pad_token_id
 from finqa_dsl.inference.engines.cascade_attention import can_cascade, cascading
 from finqa_dsl.inference.engines.kv_cache import growing_cache, stacked, unpacked
-from finqa_dsl.inference.engines.static import Rows, left_pad, longest_first, streamed
+from finqa_dsl.inference.engines.static import Rows, longest_first, streamed
 from finqa_dsl.inference.interface import IN_FLIGHT, PER_EXAMPLE, Generation, GenerationSettings
+from finqa_dsl.models.batching import pad
 
 
 def shared_prefix_length(prompts: Sequence[Sequence[int]], keep: int = 1) -> int:
@@ -129,7 +130,7 @@ def generate(model, tokenizer, records: Sequence,
         else:
             prompts = [encoded[i] for i in members]
             cache = stacked([extended(model, copy.deepcopy(shared), prompt[length:-1]) for prompt in prompts], model)
-        input_ids, attention_mask = left_pad(prompts, pad_id)
+        input_ids, attention_mask = pad(prompts, pad_id, side="left")
         new = Rows.admitted_at(started, members, input_ids.to(device), attention_mask.to(device), cache,
                                length if cascade else 0)
         return rows.joined(new, model, pad_id) if rows else new

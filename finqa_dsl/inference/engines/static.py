@@ -33,6 +33,7 @@ from finqa_dsl.core.chat import encode_prompt, pad_token_id
 from finqa_dsl.inference.engines.kv_cache import growing_cache, stacked
 from finqa_dsl.inference.interface import Generation, GenerationSettings
 from finqa_dsl.inference.stopping import StopRule, stop_token_ids
+from finqa_dsl.models.batching import pad
 
 
 def generation_config(model, tokenizer, settings: GenerationSettings) -> GenerationConfig:
@@ -67,7 +68,7 @@ def generate(model, tokenizer, records: Sequence,
             return rows
         members = [queue.popleft() for _ in range(min(settings.batch_size, len(queue)))]
         batch_of.update(dict.fromkeys(members, len(members)))
-        input_ids, attention_mask = left_pad([encoded[i] for i in members], pad_token_id(tokenizer))
+        input_ids, attention_mask = pad([encoded[i] for i in members], pad_token_id(tokenizer), side="left")
         return Rows.admitted_at(time.perf_counter(), members, input_ids.to(device), attention_mask.to(device),
                                 growing_cache(model))
 
@@ -194,14 +195,3 @@ def decode(model, tokenizer, config: GenerationConfig, rule: StopRule, exit_ever
             else:
                 kept.append(index)
         running = rows.continued(output, kept)
-
-
-def left_pad(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Rows padded on the left to the longest, and their attention mask."""
-    longest = max(len(ids) for ids in sequences)
-    input_ids = torch.full((len(sequences), longest), pad_id, dtype=torch.long)
-    attention_mask = torch.zeros((len(sequences), longest), dtype=torch.long)
-    for row, ids in enumerate(sequences):
-        input_ids[row, longest - len(ids):] = torch.tensor(ids, dtype=torch.long)
-        attention_mask[row, longest - len(ids):] = 1
-    return input_ids, attention_mask

@@ -13,10 +13,13 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from transformers import HfArgumentParser, TrainingArguments
-
 from finqa_dsl.core.errors import UsageError
 from finqa_dsl.driver.arguments import DataArguments, GenerationArguments, ModelArguments, RunArguments
+from finqa_dsl.models.cpu_4bit import import_bitsandbytes_offline
+
+import_bitsandbytes_offline()  # TrainingArguments imports peft, which imports bitsandbytes: without the Hub
+
+from transformers import HfArgumentParser, TrainingArguments  # noqa: E402
 
 ARGUMENT_GROUPS = (ModelArguments, DataArguments, GenerationArguments, RunArguments, TrainingArguments)
 CONFIG_FLAG = "--config"

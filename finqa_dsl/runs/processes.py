@@ -14,10 +14,14 @@ from pathlib import Path
 
 from accelerate import PartialState
 from accelerate.utils import broadcast_object_list
-from transformers.training_args import ParallelMode
-from transformers.utils import logging as transformers_logging
 
 from finqa_dsl.core.errors import UsageError
+from finqa_dsl.models.cpu_4bit import import_bitsandbytes_offline
+
+import_bitsandbytes_offline()  # transformers.training_args imports peft, which imports bitsandbytes: without the Hub
+
+from transformers.training_args import ParallelMode  # noqa: E402
+from transformers.utils import logging as transformers_logging  # noqa: E402
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import pytest
 
 from finqa_dsl.core.errors import CorruptFileError
-from finqa_dsl.core.io import JsonlAppender, read_jsonl_lines, read_jsonl_tolerant
+from finqa_dsl.core.io import JsonlAppender, ResumableJsonl, read_jsonl_lines, read_jsonl_tolerant
 
 
 def test_a_complete_last_line_without_its_newline_is_kept_and_mended(tmp_path):
@@ -47,3 +48,37 @@ def test_blank_lines_are_skipped_and_line_numbers_kept(tmp_path):
     path.write_text('\n{"id": "a"}\n\n{"id": "b"}\n')
     assert read_jsonl_lines(path) == [(2, {"id": "a"}), (4, {"id": "b"})]
     assert read_jsonl_tolerant(tmp_path / "absent.jsonl") == []
+
+
+def test_a_resumable_file_knows_its_finished_ids_and_keeps_one_row_per_id(tmp_path):
+    """Teacher rows: a failed row is not finished (a rerun retries it), its retry replaces it, and a later failure
+    never hides an earlier good row. A torn last line is no row, and appending mends it first."""
+    path = tmp_path / "rows.jsonl"
+    path.write_bytes(b'{"id": "a", "error": null}\n{"id": "b", "error": "timeout"}\n{"id": "c", "err')
+    stream = ResumableJsonl(path, good=lambda row: row["error"] is None)
+    assert stream.finished_ids() == {"a"}
+    items = [SimpleNamespace(id=i) for i in "abcd"]
+    assert [item.id for item in stream.pending(items)] == ["b", "c", "d"]
+    with stream.appender() as appender:
+        for row in ({"id": "b", "error": None}, {"id": "a", "error": "timeout"}, {"id": "d", "error": "timeout"}):
+            appender.write(row)
+    assert [json.loads(line)["id"] for line in path.read_text().splitlines()] == ["a", "b", "b", "a", "d"]
+    assert stream.finished_ids() == {"a", "b"}
+    assert stream.kept_rows() == {"a": {"id": "a", "error": None}, "b": {"id": "b", "error": None},
+                                  "d": {"id": "d", "error": "timeout"}}
+    assert [item.id for item in stream.pending(items, id_of=lambda item: item.id)] == ["c", "d"]
+
+
+def test_a_resumable_file_reads_its_siblings_and_writes_only_its_own(tmp_path):
+    """Test predictions under two processes: each appends to its shard, and every shard counts as finished."""
+    main, shard = tmp_path / "p.jsonl", tmp_path / "p.rank1-of-2.jsonl"
+    main.write_text('{"key": "x", "v": 1}\n')
+    shard.write_text('{"key": "x", "v": 2}\n{"key": "y", "v": 3}\n')
+    stream = ResumableJsonl(tmp_path / "p.rank0-of-2.jsonl", also_read=[main, shard, main], key="key")
+    assert stream.sources == (tmp_path / "p.rank0-of-2.jsonl", main, shard)
+    assert stream.finished_ids() == {"x", "y"}
+    assert stream.kept_rows() == {"x": {"key": "x", "v": 1}, "y": {"key": "y", "v": 3}}  # every row good: first
+    with stream.appender() as appender:
+        appender.write({"key": "z"})
+    assert stream.finished_ids() == {"x", "y", "z"} and main.read_text() == '{"key": "x", "v": 1}\n'
+    assert ResumableJsonl(tmp_path / "absent.jsonl").finished_ids() == set()

@@ -1,11 +1,12 @@
-"""File output that never leaves a half-written file behind."""
+"""File output that never leaves a half-written file behind, and JSON Lines that a run streams to and resumes
+from (:class:`ResumableJsonl`)."""
 
 from __future__ import annotations
 
 import json
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -136,3 +137,46 @@ def read_jsonl_tolerant(path: str | os.PathLike) -> list[dict]:
     if not path.exists():
         return []
     return [value for _, value in read_jsonl_lines(path, torn_tail_ok=True)]
+
+
+class ResumableJsonl:
+    """Rows streamed to a JSON Lines file as they finish, one flushed line each, and resumed from after a crash.
+
+    ``path`` is where new rows are appended (:class:`JsonlAppender`: a torn last line is mended first);
+    ``also_read`` are files of the same run read with it (e.g. other processes' shards). A row is keyed by its
+    ``key`` field; an id is finished when one of its rows is ``good`` (default: every row), so a rerun skips it and
+    retries the others (e.g. a failed request). Reading skips a last line that a crash left torn.
+    """
+
+    def __init__(self, path: str | os.PathLike, *, also_read: Iterable[str | os.PathLike] = (), key: str = "id",
+                 good: Callable[[dict], bool] | None = None):
+        self.path = Path(path)
+        self.sources = tuple(dict.fromkeys((self.path, *map(Path, also_read))))
+        self.key, self.good = key, good or (lambda row: True)
+
+    def rows(self) -> list[dict]:
+        """Every row of every source, in order."""
+        return [row for source in self.sources for row in read_jsonl_tolerant(source)]
+
+    def finished_ids(self) -> set[str]:
+        """Ids with a good row."""
+        return {row[self.key] for row in self.rows() if self.good(row)}
+
+    def pending(self, items: Sequence, id_of: Callable[[Any], str] = lambda item: item.id) -> list:
+        """The ``items`` whose id (``id_of(item)``) is not finished, in order."""
+        done = self.finished_ids()
+        return [item for item in items if id_of(item) not in done]
+
+    def kept_rows(self) -> dict[str, dict]:
+        """One row per id: its first good row, else its last row (a retried row replaces a failed one, and a
+        later failure never hides an earlier good row)."""
+        kept: dict[str, dict] = {}
+        for row in self.rows():
+            earlier = kept.get(row[self.key])
+            if earlier is None or not self.good(earlier):
+                kept[row[self.key]] = row
+        return kept
+
+    def appender(self) -> JsonlAppender:
+        """Appends rows to ``path``, each flushed and fsynced (use as a context manager)."""
+        return JsonlAppender(self.path)

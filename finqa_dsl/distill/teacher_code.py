@@ -28,7 +28,7 @@ from finqa_dsl.core.data import Example
 from finqa_dsl.core.finqa_csv import COLUMNS as FINQA_COLUMNS
 from finqa_dsl.core.finqa_csv import record_row
 from finqa_dsl.core.gold_transpiler import TranspileError, transpile
-from finqa_dsl.core.io import JsonlAppender, atomic_write_text, read_jsonl_tolerant
+from finqa_dsl.core.io import ResumableJsonl, atomic_write_text
 from finqa_dsl.core.prompts import canonical_number
 from finqa_dsl.core.python_code import NO_CODE, extract_code
 from finqa_dsl.distill.chat_client import ChatReply, ChatRequest, Endpoint, ask_all
@@ -69,9 +69,10 @@ def choose_shots(examples: Sequence[Example], k: int, seed: int = 0) -> list[Sol
     return shots
 
 
-def answered_ids(path: str | os.PathLike) -> set[str]:
-    """Ids in ``path`` that have a teacher reply (a failed request does not count: a rerun retries it)."""
-    return {row["id"] for row in read_jsonl_tolerant(path) if row.get("teacher_error") is None}
+def teacher_rows(path: str | os.PathLike) -> ResumableJsonl:
+    """The streamed teacher rows of ``path``: an id is finished when it has a teacher reply (a failed request
+    does not count: a rerun retries it, and its newer row replaces the failed one)."""
+    return ResumableJsonl(path, good=lambda row: row.get("teacher_error") is None)
 
 
 def generate_teacher_code(examples: Sequence[Example], output_path: str | os.PathLike, *, teacher: str,
@@ -85,14 +86,14 @@ def generate_teacher_code(examples: Sequence[Example], output_path: str | os.Pat
     if teacher not in TEACHERS:
         raise ValueError(f"teacher {teacher!r} is not one of {TEACHERS}")
     config = context_config or ContextConfig(input_mode="all")
-    done = answered_ids(output_path)
-    todo = [example for example in examples if example.id not in done]
+    stream = teacher_rows(output_path)
+    todo = stream.pending(examples)
     by_id = {example.id: example for example in todo}
     messages = {example.id: teacher_messages(example, shots, config, hint=hint) for example in todo}
     logger.info("teacher %s: %d examples, %d already answered, %d to ask", teacher, len(examples),
                 len(examples) - len(todo), len(todo))
     tokens = Counter()
-    with JsonlAppender(output_path) as appender:
+    with stream.appender() as appender:
 
         def write(reply: ChatReply) -> None:
             example = by_id[reply.id]
@@ -111,7 +112,7 @@ def generate_teacher_code(examples: Sequence[Example], output_path: str | os.Pat
             requests = [ChatRequest(example.id, messages[example.id]) for example in todo]
             for request, text in local_generate(requests):
                 write(ChatReply(request.id, text, None))
-    rows = _latest_rows(output_path)
+    rows = stream.kept_rows()
     reasons = Counter(row["failure_reason"] or "ok" for row in rows.values() if row["teacher_error"] is None)
     return TeacherSummary(
         examples=len(examples), resumed=len(examples) - len(todo), asked=len(todo),
@@ -143,21 +144,11 @@ def _row(example: Example, messages: list[dict], reply: ChatReply, sandbox) -> d
             "completion_tokens": reply.completion_tokens}
 
 
-def _latest_rows(path: str | os.PathLike) -> dict[str, dict]:
-    """The last row written for each id (a retried request's newer row replaces the failed one)."""
-    rows: dict[str, dict] = {}
-    for row in read_jsonl_tolerant(path):
-        if row["id"] in rows and row.get("teacher_error") is not None and rows[row["id"]]["teacher_error"] is None:
-            continue  # never let a later failure hide an earlier reply
-        rows[row["id"]] = row
-    return rows
-
-
 def write_teacher_csv(jsonl_path: str | os.PathLike, csv_path: str | os.PathLike,
                       examples: Sequence[Example]) -> int:
     """Write the CSV (atomically) from the streamed rows: one row per answered example, in ``examples`` order,
     with the example's FinQA columns; returns the row count."""
-    rows = _latest_rows(jsonl_path)
+    rows = teacher_rows(jsonl_path).kept_rows()
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, extrasaction="ignore", lineterminator="\r\n")
     writer.writeheader()

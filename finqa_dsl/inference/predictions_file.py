@@ -1,7 +1,8 @@
 """Test predictions streamed to a JSONL file: one flushed line per finished example, resumable after a crash.
 
 Under several processes each one streams its share into a shard file beside the predictions file
-(``test_predictions.rank0-of-2.jsonl``, ...); :func:`merge_shards` folds them into the predictions file.
+(``test_predictions.rank0-of-2.jsonl``, ...); :func:`merge_shards` folds them into the predictions file. Streaming
+and resuming are :class:`finqa_dsl.core.io.ResumableJsonl`'s, over the predictions file and its shards.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from finqa_dsl.core import prediction_rows as row_keys
-from finqa_dsl.core.io import JsonlAppender, atomic_write_jsonl, read_jsonl_tolerant
+from finqa_dsl.core.io import ResumableJsonl, atomic_write_jsonl
 from finqa_dsl.core.prediction_rows import PredictionFileError, read_prediction_rows
 from finqa_dsl.inference.interface import Backend, GenerationSettings
 
@@ -32,7 +33,7 @@ def finished_rows(path: str | os.PathLike, ids: Collection[str]) -> list[dict[st
     before any model loads: every line but a torn last one must be a predictions row, and of one of ``ids`` (the
     examples of this run), else :class:`PredictionFileError` names the file and line."""
     rows = []
-    for file in (Path(path), *_shards(path)):
+    for file in _stream(path).sources:
         if file.exists():
             rows += read_prediction_rows(file, row_keys.GENERATION, torn_tail_ok=True)[0]
     foreign = [row[row_keys.ID] for row in rows if row[row_keys.ID] not in ids]
@@ -53,10 +54,10 @@ def generate_to_file(backend: Backend, records: Sequence, path: str | os.PathLik
     batch_size, share_ms``, plus what ``annotate(record, generation_text)`` returns (the driver's target field and
     scores). Every line is flushed as it is written, so an interrupted run loses nothing written and a rerun skips those
     ids. Process ``rank`` of ``world_size`` passes its share of the records and writes to :func:`shard_path`."""
-    done = finished_ids(path)
-    todo = [record for record in records if record.id not in done]
+    stream = _stream(path, rank, world_size)
+    todo = stream.pending(records)
     began, new_tokens = time.perf_counter(), 0
-    with JsonlAppender(shard_path(path, rank, world_size)) as appender:
+    with stream.appender() as appender:
         for record, generation in backend(todo, settings):
             row = {row_keys.ID: record.id, row_keys.QUESTION: record.question, row_keys.PROMPT: record.prompt,
                    row_keys.GENERATION: generation.text, row_keys.NEW_TOKENS: generation.new_tokens,
@@ -80,21 +81,24 @@ def shard_path(path: str | os.PathLike, rank: int, world_size: int) -> Path:
 def finished_ids(path: str | os.PathLike) -> set[str]:
     """Ids predicted in ``path`` or in any shard beside it (left by this run or an interrupted one, whatever
     its number of processes)."""
-    return {row[row_keys.ID] for file in (Path(path), *_shards(path)) for row in read_jsonl_tolerant(file)}
+    return _stream(path).finished_ids()
 
 
 def merge_shards(path: str | os.PathLike, records: Sequence) -> None:
     """Rewrite ``path`` with one row per record, in the order of ``records``, taken from ``path`` and its shards
     (the first row of an id wins), then delete the shards."""
-    path = Path(path)
-    shards = _shards(path)
-    by_id: dict[str, dict] = {}
-    for file in (path, *shards):
-        for row in read_jsonl_tolerant(file):
-            by_id.setdefault(row[row_keys.ID], row)
+    stream = _stream(path)
+    by_id = stream.kept_rows()
     atomic_write_jsonl(path, (by_id[record.id] for record in records if record.id in by_id))
-    for shard in shards:
+    for shard in stream.sources[1:]:
         shard.unlink()
+
+
+def _stream(path: str | os.PathLike, rank: int = 0, world_size: int = 1) -> ResumableJsonl:
+    """Process ``rank``'s stream: written to its :func:`shard_path`, read with ``path`` and every shard beside it
+    (left by this run or an interrupted one, whatever its number of processes)."""
+    return ResumableJsonl(shard_path(path, rank, world_size), also_read=(Path(path), *_shards(path)),
+                          key=row_keys.ID)
 
 
 def _shards(path: str | os.PathLike) -> list[Path]:

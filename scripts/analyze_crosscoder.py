@@ -8,6 +8,13 @@ scatter of the fine-tuned-only latents), prints the class counts, and writes OUT
 token contexts, activation histogram and statistics of the --dashboard_latents most frequent latents of each
 class (fine-tuned-only, base-only, shared) or of --latents; tokens are decoded with the tokenizer of the
 manifest's base model (or --tokenizer).
+
+Also: OUT/promoted_tokens.json, the tokens each table latent's decoder direction promotes and suppresses
+through each model's unembedding (top and bottom 10; the models named in the manifest, or
+--unembedding_models BASE,FT), and OUT/latent_table.{md,json}, the top latents leaning to each model with
+relative norm, cosine, Latent Scaling ratios, firing rate, top firing tokens and promoted tokens. It warns (on
+stderr and in summary.json's "convergence") when the training folder's train_summary.json says the crosscoder
+had not settled, or when there is none.
 """
 
 from __future__ import annotations
@@ -21,9 +28,26 @@ from pathlib import Path
 
 from finqa_dsl.core.errors import UsageError
 from finqa_dsl.diffing import files
-from finqa_dsl.diffing.analysis import Thresholds, summarize, write_report
+from finqa_dsl.core.io import atomic_write_json, atomic_write_text
+from finqa_dsl.diffing.analysis import (
+    Thresholds,
+    convergence_warning,
+    latent_table,
+    latent_table_markdown,
+    load_unembedding,
+    promoted_tokens,
+    summarize,
+    write_report,
+)
 from finqa_dsl.diffing.crosscoder import default_device, load_crosscoder
-from finqa_dsl.diffing.dashboard import build_dashboard, choose_latents, write_dashboard
+from finqa_dsl.diffing.dashboard import (
+    build_dashboard,
+    choose_latents,
+    scan,
+    token_texts,
+    top_firing_tokens,
+    write_dashboard,
+)
 from finqa_dsl.diffing.shards import ActivationShards
 
 
@@ -44,6 +68,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--window", type=int, default=12, help="dashboard: tokens shown either side of the maximum")
     p.add_argument("--dashboard_tokens", type=int, default=1_000_000, help="dashboard: rows scanned, in file order")
     p.add_argument("--tokenizer", default=None, help="dashboard: tokenizer (default: the manifest's base_model)")
+    p.add_argument("--table_latents", type=int, default=10, help="latent table: latents per class")
+    p.add_argument("--unembedding_models", default=None,
+                   help="promoted tokens: BASE,FT models whose unembeddings to use (default: the manifest's "
+                        "base_model and ft_model; 'none' skips them)")
     for name, value in asdict(Thresholds()).items():
         p.add_argument(f"--{name}", type=float, default=value)
     return p.parse_args(argv)
@@ -77,8 +105,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     stream = shards.batches(batch_size, seed=args.seed)
     batches = (batch["activations"] for batch in itertools.islice(stream, max(1, args.tokens // batch_size)))
-    summary = summarize(crosscoder, batches, thresholds, top=args.top)
+    summary = summarize(crosscoder, batches, thresholds, top=max(args.top, args.table_latents))
+    train_summary_path = path.parent / files.TRAIN_SUMMARY
+    train_summary = json.loads(train_summary_path.read_text()) if train_summary_path.is_file() else None
+    warning = convergence_warning(train_summary)
+    summary["convergence"] = {"settled": None if train_summary is None else train_summary.get("settled"),
+                              "warning": warning, "training": train_summary}
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
     write_report(summary, args.output_dir)
+    write_latent_table(args, crosscoder, shards, summary, tokenizer_name)
     print(json.dumps({key: summary[key] for key in ("tokens", "l0", "fve", "dead_latents", "counts")}))
     print(f"latent scaling: {summary['latent_scaling']['artefacts']} of "
           f"{summary['latent_scaling']['ft_only_latents']} fine-tuned-only latents flagged as artefacts")
@@ -99,6 +135,42 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         print(write_dashboard(args.output_dir / files.DASHBOARD, data))
     return 0
+
+
+def write_latent_table(args, crosscoder, shards, summary, tokenizer_name) -> None:
+    """OUT/promoted_tokens.json and OUT/latent_table.{md,json} for the table latents."""
+    latents = sorted({row["latent"] for name in ("ft_only", "base_only", "shared")
+                      for row in summary["top_latents"][name][:args.table_latents]})
+    token_text = str
+    if tokenizer_name:
+        from finqa_dsl.models.loading import load_tokenizer
+
+        token_text = token_texts(load_tokenizer(tokenizer_name))
+    firing = top_firing_tokens(scan(crosscoder, shards, latents, max_tokens=args.dashboard_tokens), token_text) \
+        if latents else {}
+    promoted = None
+    metadata = shards.manifest.get("metadata", {})
+    names = (args.unembedding_models.split(",") if args.unembedding_models
+             else [metadata.get("base_model"), metadata.get("ft_model") or metadata.get("base_model")])
+    if args.unembedding_models == "none" or not latents:
+        pass
+    elif len(names) != 2 or not all(names):
+        print("warning: promoted tokens skipped: the manifest names no base_model/ft_model "
+              "(pass --unembedding_models BASE,FT)", file=sys.stderr)
+    else:
+        try:
+            unembeddings = {"base": load_unembedding(names[0]), "ft": load_unembedding(names[1])}
+        except Exception as error:  # noqa: BLE001 - a model that does not load only costs this table column
+            print(f"warning: promoted tokens skipped: cannot load {names}: {error}".splitlines()[0], file=sys.stderr)
+        else:
+            scale = crosscoder.input_scale.detach().cpu()  # decoder directions back in each model's raw units
+            decoder = crosscoder.W_dec.detach().cpu() / scale[None, :, None]
+            promoted = promoted_tokens(decoder, unembeddings, latents, token_text)
+            atomic_write_json(args.output_dir / files.PROMOTED_TOKENS,
+                              {"models": names, "latents": {str(k): v for k, v in promoted.items()}})
+    table = latent_table(summary, promoted, firing, per_class=args.table_latents)
+    atomic_write_json(args.output_dir / files.LATENT_TABLE_JSON, table)
+    atomic_write_text(args.output_dir / files.LATENT_TABLE_MD, latent_table_markdown(table))
 
 
 def parse_latents(text: str | None) -> list[int]:

@@ -1,4 +1,16 @@
-"""Crosscoder pipeline throughput: activation collection tokens/s and peak memory vs the number of examples
+"""Two benchmarks of the crosscoder.
+
+``planted``: recovery of planted features and training tokens/s. Trains the crosscoder on a planted set
+(``finqa_dsl.diffing.synthetic``: HARD by default) for each seed, scores it with ``synthetic.recovery`` and
+prints one JSON row per seed (recovery per kind, relative norms, time, tokens/s) and a summary line. Any
+``TrainConfig``/``CrosscoderConfig`` setting is a flag, so each row of the ablation table in BENCHMARKS.md is one
+command. With ``--reference``, a minimal BatchTopK crosscoder (``reference_step``: plain Adam, no AuxK, no
+schedule) trains on the same batches, interleaved step by step with ours, and the tokens/s ratio is reported
+(a paired measurement, robust to a busy machine).
+
+    python scripts/benchmark_crosscoder.py planted --seeds 0,1,2 --steps 4000 [--decoder_init_norm 1.0 ...]
+
+The default (no subcommand): crosscoder pipeline throughput: activation collection tokens/s and peak memory vs the number of examples
 (flat, thanks to streamed shards), and crosscoder training tokens/s. Each measurement runs in its own process,
 so that its peak RSS is its own. Prints one JSON object.
 
@@ -28,6 +40,9 @@ sys.path.insert(0, str(REPO))
 
 
 def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "planted":
+        planted_main(sys.argv[2:])
+        return
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--ft_model", default=None, help="default: the default model itself")
     p.add_argument("--data_file", default=str(REPO / "FinQA" / "sample" / "train.json"))
@@ -73,6 +88,136 @@ def main() -> None:
                                "tokens_per_s": args.train_steps * args.train_batch_size / row["seconds"],
                                "peak_rss_gb": row["peak_rss_gb"]}
     print(json.dumps(results, indent=2))
+
+
+def planted_main(argv: list[str]) -> None:
+    from dataclasses import asdict, fields, replace
+
+    import torch
+
+    from finqa_dsl.diffing import synthetic
+    from finqa_dsl.diffing.crosscoder import CrosscoderConfig
+    from finqa_dsl.diffing.training import TrainConfig
+
+    p = argparse.ArgumentParser(prog="benchmark_crosscoder.py planted")
+    p.add_argument("--spec", default="HARD", choices=("HARD", "HARD_SMALL"))
+    p.add_argument("--seeds", default="0,1,2", help="training seeds (the data are the same planted set)")
+    p.add_argument("--data_seed", type=int, default=0)
+    p.add_argument("--dict_size", type=int, default=512)
+    p.add_argument("--k", type=int, default=8)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--reference", action="store_true", help="also time the minimal reference, interleaved")
+    model_defaults = CrosscoderConfig(d_model=1, dict_size=1)
+    for name in ("decoder_init_norm", "same_init_for_all_models", "init_with_transpose"):
+        p.add_argument(f"--{name}", type=_typed(getattr(model_defaults, name)), default=getattr(model_defaults, name))
+    train_defaults = dict(steps=4000, batch_size=1024, dead_tokens=100_000, log_every=500, checkpoint_every=10**9)
+    for field in fields(TrainConfig):
+        default = train_defaults.get(field.name, field.default)
+        kind = float if field.name == "lr" else _typed(default)
+        p.add_argument(f"--{field.name}", type=kind, default=default)
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    spec = replace(getattr(synthetic, args.spec), seed=args.data_seed)
+    planted = synthetic.PlantedActivations(spec)
+    rows = []
+    for seed in (int(v) for v in args.seeds.split(",")):
+        model = CrosscoderConfig(d_model=spec.d_model, dict_size=args.dict_size, k=args.k,
+                                 **{n: getattr(args, n) for n in ("decoder_init_norm", "same_init_for_all_models",
+                                                                 "init_with_transpose")})
+        train = TrainConfig(**{**{f.name: getattr(args, f.name) for f in fields(TrainConfig)}, "seed": seed})
+        row = run_planted(planted, model, train, reference=args.reference)
+        print(json.dumps(row), flush=True)
+        rows.append(row)
+    print(json.dumps({"summary": [synthetic.recovery_line(r["recovery"]) for r in rows],
+                      "ok": [r["recovery"]["ok"] for r in rows], "spec": args.spec,
+                      "crosscoder": asdict(model), "training": {k: v for k, v in asdict(train).items() if k != "seed"},
+                      **({"reference_speed_ratio": [r["speed_ratio"] for r in rows]} if args.reference else {})}))
+
+
+def run_planted(planted, model, train, *, reference: bool = False) -> dict:
+    """Train on the planted set (ours, and the reference interleaved step by step when asked); recovery and
+    tokens/s of each."""
+    import torch
+
+    from finqa_dsl.diffing import synthetic
+    from finqa_dsl.diffing.training import CrosscoderTrainer
+
+    trainer = CrosscoderTrainer(model, train, planted)
+    ref = Reference(model.d_model, model.dict_size, model.k, train.learning_rate(model.dict_size), train.seed) \
+        if reference else None
+    times = {"ours": 0.0, "reference": 0.0}
+    # Our trainer's own loop, step by step, so that the reference can run between two of its steps.
+    original = trainer._train_step
+
+    def timed_step(raw, window):
+        start = time.perf_counter()
+        original(raw, window)
+        times["ours"] += time.perf_counter() - start
+        if ref is not None:
+            start = time.perf_counter()
+            ref.step(raw)
+            times["reference"] += time.perf_counter() - start
+
+    trainer._train_step = timed_step
+    start = time.perf_counter()
+    cc = trainer.train(progress=False)
+    wall = time.perf_counter() - start
+    tokens = train.steps * train.batch_size
+    report = synthetic.recovery(cc.W_dec, planted)
+    row = {"seed": train.seed, "steps": train.steps, "line": synthetic.recovery_line(report),
+           "ok": report["ok"], "wall_s": round(wall, 1), "tokens_per_s": round(tokens / times["ours"]),
+           "convergence": trainer.summary,
+           "recovery": {k: v for k, v in report.items()},
+           "exclusive": [{k: f[k] for k in ("cosine", "delta", "class")} for kind in ("ft_only", "base_only")
+                         for f in report[kind]["features"]]}
+    if ref is not None:
+        ref_report = synthetic.recovery(ref.decoder(), planted)
+        row.update(reference_tokens_per_s=round(tokens / times["reference"]),
+                   speed_ratio=round(times["reference"] / times["ours"], 3),
+                   reference_line=synthetic.recovery_line(ref_report))
+    return row
+
+
+class Reference:
+    """A minimal BatchTopK crosscoder (about 40 lines): the yardstick for tokens/s. Same normalisation idea
+    (scale each model to mean norm sqrt(d)), decoder init as the published recipe, plain Adam at a constant rate,
+    no AuxK, no schedule, no threshold, no statistics."""
+
+    def __init__(self, d: int, n: int, k: int, lr: float, seed: int, norm: float = 0.1):
+        import torch
+
+        g = torch.Generator().manual_seed(seed)
+        w = torch.randn(n, 2, d, generator=g)
+        self.W_dec = (norm * w / w.norm(dim=-1, keepdim=True)).requires_grad_()
+        self.W_enc = self.W_dec.detach().permute(1, 2, 0).clone().requires_grad_()
+        self.b_enc = torch.zeros(n, requires_grad=True)
+        self.b_dec = torch.zeros(2, d, requires_grad=True)
+        self.k, self.scale = k, None
+        self.opt = torch.optim.Adam([self.W_dec, self.W_enc, self.b_enc, self.b_dec], lr=lr)
+
+    def step(self, raw):
+        import torch
+
+        if self.scale is None:
+            self.scale = raw.shape[-1] ** 0.5 / raw.norm(dim=-1).mean(dim=0)
+        x = raw * self.scale[None, :, None]
+        pre = torch.relu(torch.einsum("bmd,mdn->bn", x, self.W_enc) + self.b_enc)
+        score = (pre * self.W_dec.norm(dim=-1).sum(-1)).flatten()
+        mask = torch.zeros_like(score).scatter_(0, score.topk(self.k * x.shape[0]).indices, 1.0).view_as(pre)
+        x_hat = torch.einsum("bn,nmd->bmd", pre * mask, self.W_dec) + self.b_dec
+        loss = (x - x_hat).pow(2).sum(dim=(1, 2)).mean()
+        self.opt.zero_grad()
+        loss.backward()
+        self.opt.step()
+
+    def decoder(self):
+        return self.W_dec.detach()
+
+
+def _typed(default):
+    if isinstance(default, bool):
+        return lambda text: text.lower() in ("1", "true", "yes")
+    return type(default) if default is not None else int
 
 
 def child(argv: list[str]) -> dict:

@@ -3,8 +3,10 @@
 
     python scripts/train_crosscoder.py ACTIVATIONS_DIR --output_dir OUT --dict_size 16384 --k 100 --tokens 50_000_000
 
-Writes OUT/crosscoder.pt, OUT/checkpoint.pt (resume with --resume), OUT/train_log.jsonl (FVE per model, L0,
-dead latents) and OUT/train_config.json.
+Writes OUT/crosscoder.pt, OUT/checkpoint.pt (resume with --resume), OUT/train_log.jsonl (loss and FVE per
+model, L0, dead latents, threshold, share of latents whose class changed since the last row), OUT/train_config.json
+and OUT/train_summary.json (whether the latents settled). The defaults are the published BatchTopK crosscoder
+recipe (see finqa_dsl/diffing/training.py for each setting's source).
 """
 
 from __future__ import annotations
@@ -23,6 +25,15 @@ from finqa_dsl.diffing.shards import ActivationShards
 from finqa_dsl.diffing.training import CrosscoderTrainer, TrainConfig
 
 
+TRAIN_FLAGS = ("batch_size", "lr", "beta1", "beta2", "warmup_steps", "decay_start", "grad_clip_norm", "weight_decay",
+               "auxk_weight", "auxk_latents", "dead_tokens", "threshold_start_step", "threshold_decay",
+               "scale_batches", "settle_window", "seed", "log_every", "checkpoint_every")
+TRAIN_HELP = {"lr": "default: 2e-4 / sqrt(dict_size / 2**14), dictionary_learning's",
+              "decay_start": "share of the steps after which the rate falls linearly to 0 (1.0: no decay)",
+              "grad_clip_norm": "clip the gradient norm (0: off)",
+              "settle_window": "convergence check over this last share of the steps"}
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     defaults = TrainConfig(steps=1)
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -35,11 +46,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     length = p.add_mutually_exclusive_group(required=True)
     length.add_argument("--steps", type=int)
     length.add_argument("--tokens", type=int, help="train on this many tokens (rounded up to whole batches)")
-    for name in ("batch_size", "lr", "warmup_steps", "weight_decay", "auxk_weight", "auxk_latents", "dead_tokens",
-                 "threshold_start_step", "threshold_decay", "scale_batches", "seed", "log_every",
-                 "checkpoint_every"):
+    for name in TRAIN_FLAGS:
         default = getattr(defaults, name)
-        p.add_argument(f"--{name}", type=float if isinstance(default, float) else int, default=default)
+        p.add_argument(f"--{name}", type=float if isinstance(default, float) or name == "lr" else int, default=default,
+                       help=TRAIN_HELP.get(name))
+    model_defaults = CrosscoderConfig(d_model=1, dict_size=1)
+    p.add_argument("--decoder_init_norm", type=float, default=model_defaults.decoder_init_norm,
+                   help="norm of each model's decoder vector at the start (dictionary_learning's norm_init_scale)")
+    p.add_argument("--same_init_for_all_models", action="store_true",
+                   help="start each latent with the same direction in every model (not the published recipe)")
+    p.add_argument("--no_init_with_transpose", dest="init_with_transpose", action="store_false",
+                   help="draw the encoder on its own instead of as the decoder's transpose")
     p.add_argument("--shards_in_memory", type=int, default=4, help="shards loaded and shuffled together")
     p.add_argument("--resume", action="store_true", help="continue from OUTPUT_DIR/checkpoint.pt if present")
     p.add_argument("--wandb_project", help="log to Weights & Biases under this project")
@@ -59,7 +76,9 @@ def build(args: argparse.Namespace) -> tuple[CrosscoderConfig, TrainConfig, Acti
         raise UsageError(f"--k {args.k} exceeds --dict_size {args.dict_size}")
     try:
         model = CrosscoderConfig(d_model=shards.d_model, dict_size=args.dict_size, n_models=shards.n_models,
-                                 sparsity=args.sparsity, k=args.k)
+                                 sparsity=args.sparsity, k=args.k, decoder_init_norm=args.decoder_init_norm,
+                                 same_init_for_all_models=args.same_init_for_all_models,
+                                 init_with_transpose=args.init_with_transpose)
         names = set(asdict(TrainConfig(steps=1))) - {"steps"}
         train = TrainConfig(steps=steps, **{name: getattr(args, name) for name in names})
     except ValueError as error:
@@ -85,6 +104,9 @@ def main(argv: list[str] | None = None) -> int:
     trainer = CrosscoderTrainer(model, train, shards, args.output_dir, device=args.device or default_device(),
                                 on_log=lambda row: reporter.log({f"train/{k}": v for k, v in row.items()}))
     trainer.train(resume=args.resume, progress=not args.no_progress)
+    reporter.log({f"summary/{k}": v for k, v in trainer.summary.items() if isinstance(v, (int, float, bool))})
+    if not trainer.summary["settled"]:
+        print(f"warning: the crosscoder had not settled: {trainer.summary['verdict']}", file=sys.stderr)
     reporter.finish()
     print(args.output_dir / files.CROSSCODER)
     return 0

@@ -5,24 +5,37 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 
 import pytest
 import torch
 
 from finqa_dsl.diffing import files
+from finqa_dsl.diffing import synthetic
 from finqa_dsl.diffing.analysis import (
     Thresholds,
+    class_ids,
+    convergence_warning,
     classify,
     closed_form_beta,
     decoder_cosine,
     latent_statistics,
+    latent_table,
+    latent_table_markdown,
+    promoted_tokens,
     relative_norm,
     summarize,
     write_report,
 )
-from finqa_dsl.diffing.crosscoder import Crosscoder, CrosscoderConfig, geometric_median, load_crosscoder
+from finqa_dsl.diffing.crosscoder import (
+    Crosscoder,
+    CrosscoderConfig,
+    batch_topk_mask,
+    geometric_median,
+    load_crosscoder,
+)
 from finqa_dsl.diffing.shards import ActivationShards, ShardWriter
-from finqa_dsl.diffing.synthetic import PlantedActivations, PlantedSpec
+from finqa_dsl.diffing.synthetic import PlantedActivations, PlantedSpec, recovery
 from finqa_dsl.diffing.training import CrosscoderTrainer, TrainConfig
 
 D, DICT, K = 32, 128, 4
@@ -147,9 +160,11 @@ class _IdenticalModels:
 
 
 def test_identical_models_give_only_shared_latents_with_identical_decoders(planted):
+    """Started from the same direction in both models (``same_init_for_all_models``), a crosscoder of two
+    identical models keeps identical decoders: the update is symmetric in the models."""
     config = TrainConfig(steps=60, batch_size=128, lr=3e-3, warmup_steps=10, dead_tokens=128 * 10,
                          threshold_start_step=30, log_every=60)
-    cc = CrosscoderTrainer(CrosscoderConfig(d_model=D, dict_size=64, k=K), config,
+    cc = CrosscoderTrainer(CrosscoderConfig(d_model=D, dict_size=64, k=K, same_init_for_all_models=True), config,
                            _IdenticalModels(planted)).train(progress=False)
     assert classify(relative_norm(cc.decoder_norms().detach())) == ["shared"] * 64
     torch.testing.assert_close(decoder_cosine(cc), torch.ones(64, dtype=torch.float64))
@@ -181,8 +196,9 @@ def test_auxk_revives_dead_latents_and_dead_tracking_counts_tokens(planted):
 
 def test_resume_from_checkpoint_matches_an_uninterrupted_run(planted, tmp_path):
     def trainer(steps, folder):
+        # No decay: the 25-step run would decay its rate from step 20, which a 40-step run does not do.
         config = TrainConfig(steps=steps, batch_size=64, lr=3e-3, warmup_steps=10, threshold_start_step=10,
-                             dead_tokens=64 * 5, log_every=10, checkpoint_every=15, seed=3)
+                             dead_tokens=64 * 5, log_every=10, checkpoint_every=15, seed=3, decay_start=1.0)
         return CrosscoderTrainer(CrosscoderConfig(d_model=D, dict_size=64, k=K), config, planted, folder)
 
     whole = trainer(40, tmp_path / "whole").train(progress=False)
@@ -403,3 +419,151 @@ def test_scripts_report_user_errors_in_one_line(tmp_path, capsys):
         err = capsys.readouterr().err
         assert message in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "o").exists()
+
+
+# --- the planted benchmark, the published initialisation and recipe, convergence ------------------------------
+
+
+def _perfect_decoder(planted, extra=16):
+    """A decoder with one latent per planted feature, in the models it lives in (the other model's vector tiny),
+    plus random latents."""
+    rows = []
+    for base, ft in planted.directions().values():
+        n = (base if base is not None else ft).shape[0]
+        for j in range(n):
+            b = base[j] if base is not None else 0.01 * torch.randn(planted.spec.d_model)
+            f = ft[j] if ft is not None else 0.01 * torch.randn(planted.spec.d_model)
+            rows.append(torch.stack([b, f]))
+    rows += list(torch.randn(extra, 2, planted.spec.d_model, generator=torch.Generator().manual_seed(0)))
+    return torch.stack(rows)
+
+
+def test_recovery_checker_scores_planted_directions():
+    planted = PlantedActivations(synthetic.HARD_SMALL)
+    spec = planted.spec
+    decoder = _perfect_decoder(planted)
+    report = recovery(decoder, planted)
+    assert report["ok"]
+    for kind, total in (("shared", spec.n_shared), ("ft_only", spec.n_ft_only), ("base_only", spec.n_base_only),
+                        ("rotated", spec.n_rotated)):
+        assert report[kind]["total"] == report[kind]["found"] == report[kind]["right"] == total
+    rotated = report["rotated"]["features"][0]
+    assert rotated["decoder_cosine"] == pytest.approx(spec.rotated_cosine, abs=1e-4) == rotated["planted_cosine"]
+    assert synthetic.recovery_line(report) == "ft_only 4/4 base_only 2/2 rotated 4/4 shared 100.0%"
+
+    # A fine-tuned-only feature whose latent has the same norm in both models is found but has the wrong norm.
+    first_ft = spec.n_shared
+    decoder[first_ft, 0] = decoder[first_ft, 1].flip(0)
+    report = recovery(decoder, planted)
+    assert report["ft_only"]["found"] == 4 and report["ft_only"]["right"] == 3 and not report["ok"]
+    # A shared feature missing from the decoder is not found.
+    decoder = _perfect_decoder(planted)
+    decoder[0] = torch.randn(2, spec.d_model)
+    assert recovery(decoder, planted)["shared"]["found"] == spec.n_shared - 1
+
+
+def test_planted_generator_kinds_rarity_and_scales():
+    spec = synthetic.HARD_SMALL
+    planted = PlantedActivations(spec)
+    assert float(planted.rotated_base.mul(planted.rotated_ft).sum(-1).mean()) == pytest.approx(spec.rotated_cosine)
+    scales = planted.shared_ft_scale
+    assert 1 / 1.2 - 1e-6 <= float(scales.min()) < float(scales.max()) <= 1.2 + 1e-6
+    # A fine-tuned-only feature shows up only in the fine-tuned model, on about 2% of tokens.
+    alone = PlantedActivations(replace(spec, n_shared=0, n_rotated=0, n_base_only=0, n_ft_only=1))
+    x = alone.sample(20_000, torch.Generator().manual_seed(0))["activations"]
+    along = x @ alone.ft_only[0]
+    assert float((along[:, 1] / spec.ft_scale > 0.4).double().mean()) == pytest.approx(0.02, abs=0.005)
+    assert float((along[:, 0].abs() > 0.4).double().mean()) == 0.0
+    # The default spec's data did not change when the new kinds were added (the dashboard test depends on it).
+    old = PlantedActivations(PlantedSpec(d_model=D)).sample(4, torch.Generator().manual_seed(3))
+    assert old["activations"].shape == (4, 2, D)
+
+
+def test_initialisation_follows_the_published_recipe():
+    config = CrosscoderConfig(d_model=16, dict_size=32, k=2)
+    cc = Crosscoder(config, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(cc.decoder_norms(), torch.full((32, 2), 0.1))
+    torch.testing.assert_close(cc.W_enc, cc.W_dec.permute(1, 2, 0))  # the encoder is the decoder's transpose
+    assert float(decoder_cosine(cc).abs().max()) < 0.9  # each model's vector drawn on its own
+    shared = Crosscoder(CrosscoderConfig(d_model=16, dict_size=32, k=2, same_init_for_all_models=True,
+                                         decoder_init_norm=1.0, init_with_transpose=False),
+                        generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(decoder_cosine(shared), torch.ones(32, dtype=torch.float64))
+    torch.testing.assert_close(shared.decoder_norms(), torch.ones(32, 2))
+    assert not torch.allclose(shared.W_enc, shared.W_dec.permute(1, 2, 0))
+
+
+def test_learning_rate_schedule_and_default_rate():
+    config = TrainConfig(steps=100, warmup_steps=10, decay_start=0.8)
+    factors = [config.lr_factor(step) for step in range(100)]
+    assert factors[0] == pytest.approx(0.1) and factors[9] == 1.0 and factors[50] == 1.0
+    assert factors[80] == 1.0 and factors[90] == pytest.approx(0.5) and factors[99] == pytest.approx(0.05)
+    assert TrainConfig(steps=100, warmup_steps=10, decay_start=1.0).lr_factor(99) == 1.0
+    assert TrainConfig(steps=1).learning_rate(2**14) == pytest.approx(2e-4)
+    assert TrainConfig(steps=1).learning_rate(2**12) == pytest.approx(4e-4)
+    assert TrainConfig(steps=1, lr=1e-3).learning_rate(2**12) == 1e-3
+
+
+def test_batch_topk_with_a_hint_keeps_the_same_latents():
+    g = torch.Generator().manual_seed(0)
+    scores = torch.relu(torch.randn(64, 128, generator=g))
+    exact, smallest = batch_topk_mask(scores, 5)
+    assert int(exact.sum()) == 64 * 5 and float(smallest) == float(scores[exact].min())
+    for hint in (0.5 * float(smallest), 0.99 * float(smallest), 2.0 * float(smallest), None, 0.0):
+        mask, low = batch_topk_mask(scores, 5, hint=hint)
+        assert torch.equal(mask, exact) and float(low) == float(smallest)
+
+
+def test_convergence_summary_and_warning(planted, tmp_path):
+    config = TrainConfig(steps=40, batch_size=64, lr=3e-3, warmup_steps=5, threshold_start_step=10,
+                         dead_tokens=64 * 5, log_every=10, settle_window=0.5)
+    trainer = CrosscoderTrainer(CrosscoderConfig(d_model=D, dict_size=64, k=K), config, planted, tmp_path)
+    trainer.train(progress=False)
+    summary = json.loads((tmp_path / files.TRAIN_SUMMARY).read_text())
+    assert summary == json.loads(json.dumps(trainer.summary))
+    assert summary["window_start_step"] == 20 and 0 <= summary["class_changed"] <= 1
+    assert {"fve_base", "fve_ft", "dead_latents", "counts", "settled", "verdict"} <= set(summary)
+    log = [json.loads(line) for line in (tmp_path / files.TRAIN_LOG).read_text().splitlines()]
+    assert log[0]["class_changed"] is None and all(row["class_changed"] is not None for row in log[1:])
+    assert {"recon_base", "recon_ft", "fve_base", "fve_ft", "l0", "dead_latents", "threshold", "lr"} <= set(log[-1])
+
+    # Latents whose class changed over the window: not settled, and the analysis says so.
+    trainer.delta_window = torch.zeros_like(trainer._delta())  # every latent base-only at the window's start
+    unsettled = trainer.convergence_summary()
+    assert unsettled["class_changed"] > 0.5 and not unsettled["settled"] and "train longer" in unsettled["verdict"]
+    assert "had not settled" in convergence_warning(unsettled)
+    assert convergence_warning({"settled": True}) is None
+    assert "cannot tell" in convergence_warning(None)
+    # The same relative norms at the start of the window and at the end: settled.
+    trainer.delta_window = trainer._delta()
+    settled = trainer.convergence_summary()
+    assert settled["class_changed"] == 0.0 and settled["relative_norm_moved"] == 0.0 and settled["settled"]
+
+
+def test_class_ids_match_classify():
+    delta = torch.tensor([0.0, 0.1, 0.2, 0.4, 0.5, 0.6, 0.7, 0.9, 1.0, math.nan], dtype=torch.float64)
+    assert classify(delta) == ["base_only", "base_only", "other", "shared", "shared", "shared", "other",
+                               "ft_only", "ft_only", "other"]
+    assert class_ids(delta).tolist() == [0, 0, 3, 1, 1, 1, 3, 2, 2, 3]
+
+
+def test_promoted_tokens_and_latent_table():
+    vocab, d = 50, 64
+    g = torch.Generator().manual_seed(0)
+    unembed = {name: torch.nn.functional.normalize(torch.randn(vocab, d, generator=g), dim=-1)
+               for name in ("base", "ft")}
+    decoder = torch.zeros(3, 2, d)
+    decoder[1, 1] = unembed["ft"][7]  # latent 1 writes token 7's output direction into the fine-tuned model
+    decoder[1, 0] = -unembed["base"][3]  # and suppresses token 3 in the base model
+    out = promoted_tokens(decoder, unembed, [1, 2], lambda t: f"tok{t}", top=10, chunk=1)
+    assert out[1]["ft"]["promoted"][0][0] == "tok7" and out[1]["base"]["suppressed"][0][0] == "tok3"
+    assert len(out[1]["ft"]["promoted"]) == len(out[2]["base"]["suppressed"]) == 10
+    summary = {"top_latents": {"ft_only": [{"latent": 1, "delta": 0.97, "cosine": 0.1, "frequency": 0.02,
+                                            "nu_reconstruction": 0.05, "nu_error": 0.01, "artefact": False}],
+                               "base_only": [], "shared": [{"latent": 2, "delta": 0.5, "cosine": 0.99,
+                                                            "frequency": 0.3}]}}
+    table = latent_table(summary, out, {1: ["a|b", "c"]})
+    assert table["ft_only"][0]["promoted"]["ft"][0] == "tok7" and table["ft_only"][0]["firing_tokens"] == ["a|b", "c"]
+    markdown = latent_table_markdown(table)
+    assert "## Leaning to the fine-tuned model (1)" in markdown and "`a\\|b`" in markdown
+    assert "| 1 | 0.97 | 0.1 | 0.05 | 0.01 | 0.02 |" in markdown

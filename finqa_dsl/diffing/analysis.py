@@ -56,19 +56,19 @@ def relative_norm(decoder_norms: torch.Tensor) -> torch.Tensor:
     return torch.where(largest > 0, delta, torch.full_like(delta, math.nan))
 
 
+def class_ids(delta: torch.Tensor, thresholds: Thresholds = Thresholds()) -> torch.Tensor:
+    """The index in ``CLASSES`` of each latent's class, vectorised (NaN -> other)."""
+    t = thresholds
+    ids = torch.full(delta.shape, CLASSES.index("other"), dtype=torch.long, device=delta.device)
+    ids[(delta >= t.shared_min) & (delta <= t.shared_max)] = CLASSES.index("shared")
+    ids[delta >= t.ft_only_min] = CLASSES.index("ft_only")
+    ids[delta <= t.base_only_max] = CLASSES.index("base_only")
+    return ids
+
+
 def classify(delta: torch.Tensor, thresholds: Thresholds = Thresholds()) -> list[str]:
     """The class of each latent: base_only, shared, ft_only or other (between classes, or NaN)."""
-    out = []
-    for value in delta.tolist():
-        if value <= thresholds.base_only_max:
-            out.append("base_only")
-        elif value >= thresholds.ft_only_min:
-            out.append("ft_only")
-        elif thresholds.shared_min <= value <= thresholds.shared_max:
-            out.append("shared")
-        else:
-            out.append("other")
-    return out
+    return [CLASSES[i] for i in class_ids(delta, thresholds).tolist()]
 
 
 def decoder_cosine(crosscoder: Crosscoder) -> torch.Tensor:
@@ -258,3 +258,115 @@ def _save(plt, fig, path: Path) -> Path:
     plt.close(fig)
     tmp.replace(path)
     return path
+
+
+# --- what a latent means: promoted tokens, the latent table, convergence --------------------------------------
+
+
+@torch.no_grad()
+def promoted_tokens(decoder: torch.Tensor, unembeddings: dict[str, torch.Tensor], latents: list[int],
+                    token_text, *, top: int = 10, chunk: int = 256) -> dict[int, dict[str, dict[str, list]]]:
+    """The tokens each latent's decoder direction promotes and suppresses through each model's unembedding.
+
+    ``decoder``: ``(dict_size, n_models, d_model)`` (model order base, ft); ``unembeddings``: per model name
+    ("base", "ft") its ``(vocab, d_model)`` output matrix (times the final norm's weight, see
+    ``load_unembedding``). Logits ``U d_i^m`` of latent i in model m; the ``top`` largest are promoted, the
+    ``top`` smallest suppressed. Returns ``{latent: {model: {"promoted": [[text, logit]..], "suppressed": ..}}}``.
+    Done in chunks of latents, so memory is ``chunk x vocab``, never ``dict_size x vocab``.
+    """
+    out: dict[int, dict[str, dict[str, list]]] = {i: {} for i in latents}
+    for model, (name, matrix) in enumerate(unembeddings.items()):
+        matrix = matrix.float()
+        for start in range(0, len(latents), chunk):
+            part = latents[start:start + chunk]
+            logits = decoder[part, model].float().to(matrix.device) @ matrix.T  # (chunk, vocab)
+            high = logits.topk(min(top, logits.shape[1]), dim=1)
+            low = logits.topk(min(top, logits.shape[1]), dim=1, largest=False)
+            for row, latent in enumerate(part):
+                out[latent][name] = {
+                    "promoted": [[token_text(int(t)), round(float(v), 4)]
+                                 for t, v in zip(high.indices[row], high.values[row], strict=True)],
+                    "suppressed": [[token_text(int(t)), round(float(v), 4)]
+                                   for t, v in zip(low.indices[row], low.values[row], strict=True)]}
+    return out
+
+
+def load_unembedding(name_or_path: str) -> torch.Tensor:
+    """A model's ``(vocab, d_model)`` output embedding, each column times the final norm's weight when the model
+    has one (what a direction at the last residual position turns into logits, up to the norm's scaling).
+    Loads the model on the CPU (an adapter folder onto its base, as the rest of the toolkit does)."""
+    from finqa_dsl.models.loading import load_model
+
+    model = load_model(name_or_path)
+    if hasattr(model, "merge_and_unload"):
+        model = model.merge_and_unload()
+    weight = model.get_output_embeddings().weight.detach().float()
+    norm = getattr(getattr(model, "model", None), "norm", None)
+    if norm is not None and getattr(norm, "weight", None) is not None:
+        weight = weight * norm.weight.detach().float()[None, :]
+    return weight
+
+
+def latent_table(summary: dict[str, Any], promoted: dict[int, dict[str, dict[str, list]]] | None = None,
+                 firing_tokens: dict[int, list[str]] | None = None, *, per_class: int = 10) -> dict[str, list]:
+    """The top latents leaning to each model (fine-tuned-only, base-only; then shared), most frequent first:
+    relative norm, cosine, Latent Scaling ratios, firing rate, top firing tokens, promoted tokens (each model's
+    first five)."""
+    table: dict[str, list] = {}
+    for name in ("ft_only", "base_only", "shared"):
+        rows = []
+        for row in summary["top_latents"][name][:per_class]:
+            i = row["latent"]
+            entry = {key: row.get(key) for key in ("latent", "delta", "cosine", "frequency", "nu_reconstruction",
+                                                    "nu_error", "artefact")}
+            entry["firing_tokens"] = (firing_tokens or {}).get(i, [])
+            entry["promoted"] = {model: [text for text, _ in sides["promoted"][:5]]
+                                 for model, sides in (promoted or {}).get(i, {}).items()}
+            entry["suppressed"] = {model: [text for text, _ in sides["suppressed"][:5]]
+                                   for model, sides in (promoted or {}).get(i, {}).items()}
+            rows.append(entry)
+        table[name] = rows
+    return table
+
+
+def latent_table_markdown(table: dict[str, list]) -> str:
+    """The latent table as markdown, one section per class."""
+
+    def cell(value) -> str:
+        if value is None:
+            return "-"
+        if isinstance(value, float):
+            return f"{value:.3g}"
+        if isinstance(value, list):
+            return ", ".join(f"`{_md_escape(str(v))}`" for v in value) or "-"
+        if isinstance(value, dict):
+            return "; ".join(f"{k}: {cell(v)}" for k, v in value.items()) or "-"
+        return _md_escape(str(value))
+
+    titles = {"ft_only": "Leaning to the fine-tuned model", "base_only": "Leaning to the base model",
+              "shared": "Shared"}
+    lines = []
+    for name, rows in table.items():
+        lines += [f"## {titles.get(name, name)} ({len(rows)})", "",
+                  "| latent | delta | cosine | nu recon | nu error | firing rate | top firing tokens | promoted |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for r in rows:
+            lines.append("| " + " | ".join(cell(v) for v in (r["latent"], r["delta"], r["cosine"],
+                                                              r["nu_reconstruction"], r["nu_error"], r["frequency"],
+                                                              r["firing_tokens"], r["promoted"])) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _md_escape(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", "\\n").replace("`", "'")
+
+
+def convergence_warning(train_summary: dict[str, Any] | None) -> str | None:
+    """A warning when the crosscoder had not settled (or when nothing says whether it had); None when it had."""
+    if train_summary is None:
+        return ("no train_summary.json beside the crosscoder: cannot tell whether its latents had settled "
+                "(train it with this version of scripts/train_crosscoder.py)")
+    if not train_summary.get("settled", False):
+        return f"this crosscoder had not settled: {train_summary.get('verdict', '')}"
+    return None

@@ -32,7 +32,14 @@ class CrosscoderConfig:
     n_models: int = 2
     sparsity: Sparsity = "batchtopk"
     k: int = 100  # BatchTopK: mean number of active latents per token
-    decoder_init_norm: float = 1.0  # norm of each d_i^m at initialisation
+    # Initialisation, as Minder et al.'s dictionary_learning CrossCoder (``norm_init_scale``,
+    # ``same_init_for_all_layers=False``, ``init_with_transpose=True``): each model's decoder vector d_i^m drawn
+    # independently, scaled to ``decoder_init_norm``, and the encoder the decoder's transpose. A shared start
+    # (the same direction in every model) or a large norm keeps model-specific features from separating within
+    # a short budget; see BENCHMARKS.md, "Crosscoder recovery of planted features".
+    decoder_init_norm: float = 0.1
+    same_init_for_all_models: bool = False
+    init_with_transpose: bool = True
 
     def __post_init__(self):
         if self.sparsity not in SPARSITIES:
@@ -48,12 +55,11 @@ class Crosscoder(nn.Module):
         super().__init__()
         self.config = config
         m, d, n = config.n_models, config.d_model, config.dict_size
-        # Each latent starts with the same random direction in every model, so that a difference between its
-        # decoder vectors comes from the data, not from the initialisation (identical models -> cosine 1).
-        direction = torch.randn(n, 1, d, generator=generator)
-        decoder = (config.decoder_init_norm * direction / direction.norm(dim=-1, keepdim=True)).repeat(1, m, 1)
+        decoder = _random_rows(n, 1 if config.same_init_for_all_models else m, d, config.decoder_init_norm,
+                               generator).expand(n, m, d).clone()
         self.W_dec = nn.Parameter(decoder)  # (dict_size, n_models, d_model): row i, model m is d_i^m
-        self.W_enc = nn.Parameter(decoder.permute(1, 2, 0).clone())  # (n_models, d_model, dict_size)
+        encoder = decoder if config.init_with_transpose else _random_rows(n, m, d, config.decoder_init_norm, generator)
+        self.W_enc = nn.Parameter(encoder.permute(1, 2, 0).contiguous())  # (n_models, d_model, dict_size)
         self.b_enc = nn.Parameter(torch.zeros(n))
         self.b_dec = nn.Parameter(torch.zeros(m, d))
         self.register_buffer("input_scale", torch.ones(m))
@@ -119,15 +125,40 @@ class Crosscoder(nn.Module):
             self.b_dec[m] = geometric_median(x[:, m].float())
 
 
+def _random_rows(n: int, m: int, d: int, norm: float, generator: torch.Generator | None) -> torch.Tensor:
+    """``(n, m, d)`` vectors with uniformly random directions and the given norm."""
+    rows = torch.randn(n, m, d, generator=generator)
+    return norm * rows / rows.norm(dim=-1, keepdim=True)
+
+
 def batch_topk(f: torch.Tensor, scores: torch.Tensor, k: int) -> torch.Tensor:
     """Keep the ``k * batch`` largest positive scores across the whole batch; zero every other entry of ``f``."""
+    return f * batch_topk_mask(scores, k)[0]
+
+
+def batch_topk_mask(scores: torch.Tensor, k: int, *, hint: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The mask of the ``k * batch`` largest positive scores of the batch, and the smallest kept positive score
+    (0 if none).
+
+    ``hint``: a score believed to lie below the cut (e.g. a little under the previous batch's smallest kept
+    score). When at least ``k * batch`` scores exceed it, only those are ranked (a few thousand instead of
+    ``batch * dict_size``); the result is the same set. Otherwise every score is ranked.
+    """
     flat = scores.flatten()
-    keep = min(k * f.shape[0], flat.numel())
-    top = flat.topk(keep, sorted=False).indices
+    keep = min(k * scores.shape[0], flat.numel())
+    top = None
+    if hint is not None and hint > 0:
+        candidates = (flat > hint).nonzero().squeeze(1)
+        if candidates.numel() >= keep:
+            top = candidates[flat[candidates].topk(keep, sorted=False).indices]
+    if top is None:
+        top = flat.topk(keep, sorted=False).indices
+    kept = flat[top]
     mask = torch.zeros_like(flat, dtype=torch.bool)
     mask[top] = True
     mask &= flat > 0
-    return f * mask.view_as(f)
+    smallest = torch.where(kept > 0, kept, torch.inf).min() if keep else flat.new_zeros(())
+    return mask.view_as(scores), torch.where(torch.isinf(smallest), torch.zeros_like(smallest), smallest)
 
 
 def geometric_median(points: torch.Tensor, *, iterations: int = 100, tol: float = 1e-6) -> torch.Tensor:

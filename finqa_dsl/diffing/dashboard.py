@@ -111,6 +111,34 @@ def top_contexts(data: Scan, column: int, token_text, *, contexts: int, window: 
     return out
 
 
+def top_firing_tokens(data: Scan, token_text, *, count: int = 5) -> dict[int, list[str]]:
+    """Per scanned latent, the texts of the tokens of its ``count`` highest activations (distinct texts)."""
+    out = {}
+    for column, latent in enumerate(data.latents):
+        f = data.f[:, column]
+        texts: list[str] = []
+        for row in torch.argsort(f, descending=True, stable=True).tolist():
+            if len(texts) == count or f[row] <= 0:
+                break
+            text = token_text(int(data.token_ids[row]))
+            if text not in texts:
+                texts.append(text)
+        out[latent] = texts
+    return out
+
+
+def token_texts(tokenizer):
+    """A cached ``token id -> display text`` function (newlines shown as a return arrow)."""
+    texts: dict[int, str] = {}
+
+    def token_text(token_id: int) -> str:
+        if token_id not in texts:
+            texts[token_id] = tokenizer.decode([token_id]).replace("\n", "\u21b5")
+        return texts[token_id]
+
+    return token_text
+
+
 def histogram(values: torch.Tensor, bins: int = HISTOGRAM_BINS) -> dict[str, Any]:
     """Counts of the non-zero ``values`` in ``bins`` equal bins from 0 to their maximum."""
     on = values[values > 0].double()
@@ -134,12 +162,7 @@ def build_dashboard(crosscoder: Crosscoder, shards: ActivationShards, tokenizer,
     classes = classify(delta, thresholds or Thresholds())
     cosine = decoder_cosine(crosscoder).cpu()
     data = scan(crosscoder, shards, latents, max_tokens=max_tokens)
-    texts: dict[int, str] = {}
-
-    def token_text(token_id: int) -> str:
-        if token_id not in texts:
-            texts[token_id] = tokenizer.decode([token_id]).replace("\n", "\u21b5")
-        return texts[token_id]
+    token_text = token_texts(tokenizer)
 
     pages = []
     for column, latent in enumerate(latents):

@@ -6,14 +6,27 @@ Loss per batch (normalised activations ``x``, reconstruction ``x_hat``):
 pre-activations decode (no bias) the detached residual ``x - x_hat``; its squared error is divided by the
 residual's variance. A latent is dead once it has not fired for ``dead_tokens`` tokens. The BatchTopK
 inference threshold is a running average (``threshold_decay``) of the smallest kept score, from step
-``threshold_start_step`` on. Adam(W, no weight decay by default), linear warmup, then a constant rate.
+``threshold_start_step`` on.
+
+Every default is the published recipe's unless said otherwise (``TrainConfig``): Minder et al. 2025's
+``BatchTopKCrossCoderTrainer`` in ``dictionary_learning`` (Adam betas (0.9, 0.999), learning rate
+``2e-4 / sqrt(dict_size / 2**14)``, 1,000 warm-up steps, gradient norm clipped at 1.0, AuxK weight 1/32 on
+``d_model // 2`` dead latents dead after 10M tokens, threshold from step 1,000 with decay 0.999) and Bussmann
+et al. 2024 (BatchTopK). The learning rate falls linearly to 0 over the last ``1 - decay_start`` of training
+(dictionary_learning's ``decay_start``; its default is no decay, ours 0.8: see BENCHMARKS.md).
+
+Convergence: at every log step the latents' classes by relative decoder norm (``analysis.Thresholds``) are
+compared with those of the previous log step (``class_changed``), and at the end with those at the start of
+the last ``settle_window`` of training; ``train_summary.json`` says whether the crosscoder settled.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -22,10 +35,11 @@ from tqdm.auto import tqdm
 
 from finqa_dsl.core.io import JsonlAppender, atomic_write_json, atomic_write_jsonl, read_jsonl_tolerant
 from finqa_dsl.diffing import files
+from finqa_dsl.diffing.analysis import CLASSES, class_ids, relative_norm
 from finqa_dsl.diffing.crosscoder import (
     Crosscoder,
     CrosscoderConfig,
-    batch_topk,
+    batch_topk_mask,
     estimate_scales,
     save_crosscoder,
 )
@@ -42,27 +56,47 @@ class ActivationSource(Protocol):
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Optimisation settings (defaults: Minder et al.'s BatchTopK crosscoder run)."""
+    """Optimisation settings. Defaults: Minder et al.'s BatchTopK crosscoder (dictionary_learning's
+    ``BatchTopKCrossCoderTrainer``) unless the comment says otherwise."""
 
     steps: int
     batch_size: int = 2048
-    lr: float = 1e-4
-    warmup_steps: int = 1000
+    lr: float | None = None  # None: 2e-4 / sqrt(dict_size / 2**14) (dictionary_learning's auto rate)
+    beta1: float = 0.9  # Adam betas (0.9, 0.999): dictionary_learning
+    beta2: float = 0.999
+    warmup_steps: int = 1000  # linear from 0 (dictionary_learning)
+    decay_start: float = 0.8  # share of the steps after which the rate falls linearly to 0; 1.0: no decay
+    grad_clip_norm: float = 1.0  # 0: no clipping (dictionary_learning clips at 1.0)
     weight_decay: float = 0.0
-    auxk_weight: float = 1 / 32
+    auxk_weight: float = 1 / 32  # Gao et al. 2024; dictionary_learning
     auxk_latents: int | None = None  # dead latents that reconstruct the residual; None: d_model // 2
     dead_tokens: int = 10_000_000
     l1_coeff: float = 1.0  # L1 crosscoder only
     threshold_start_step: int = 1000
     threshold_decay: float = 0.999
     scale_batches: int = 4  # batches used to estimate the normalisation constants
+    settle_window: float = 0.25  # convergence check: classes now vs at the start of this last share of steps
     seed: int = 0
     log_every: int = 100
     checkpoint_every: int = 1000
 
     def __post_init__(self):
-        if self.steps < 1 or self.batch_size < 1 or self.lr <= 0:
+        if self.steps < 1 or self.batch_size < 1 or (self.lr is not None and self.lr <= 0):
             raise ValueError(f"steps, batch_size and lr must be positive: {self}")
+        if not 0 <= self.decay_start <= 1 or not 0 < self.settle_window < 1:
+            raise ValueError(f"decay_start must be in [0, 1] and settle_window in (0, 1): {self}")
+
+    def learning_rate(self, dict_size: int) -> float:
+        return self.lr if self.lr is not None else 2e-4 / (dict_size / 2**14) ** 0.5
+
+    def lr_factor(self, step: int) -> float:
+        """Multiplier of the rate at ``step`` (0-based): linear warm-up, constant, linear decay to 0."""
+        if step < self.warmup_steps:
+            return (step + 1) / self.warmup_steps
+        decay_from = max(self.warmup_steps, int(self.decay_start * self.steps))
+        if step >= decay_from and decay_from < self.steps:
+            return max(0.0, (self.steps - step) / (self.steps - decay_from))
+        return 1.0
 
 
 MODEL_NAMES = ("base", "ft")
@@ -106,19 +140,27 @@ class CrosscoderTrainer:
         self.on_log = on_log
         generator = torch.Generator().manual_seed(config.seed)
         self.crosscoder = Crosscoder(model_config, generator=generator).to(self.device)
-        self.optimizer = torch.optim.AdamW(self.crosscoder.parameters(), lr=config.lr,
+        self.lr = config.learning_rate(model_config.dict_size)
+        self.optimizer = torch.optim.AdamW(self.crosscoder.parameters(), lr=self.lr, betas=(config.beta1, config.beta2),
                                            weight_decay=config.weight_decay)
-        warmup = max(1, config.warmup_steps)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: min(1.0, (s + 1) / warmup))
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, config.lr_factor)
         self.tokens_since_fired = torch.zeros(model_config.dict_size, dtype=torch.long, device=self.device)
         self.step = 0
         self.k_aux = config.auxk_latents or max(1, model_config.d_model // 2)
+        # Convergence: relative norms at the previous log step and at the start of the settle window.
+        self.delta_logged = torch.full((model_config.dict_size,), math.nan, dtype=torch.float64)
+        self.delta_window = torch.full((model_config.dict_size,), math.nan, dtype=torch.float64)
+        self.window_start = min(config.steps - 1, int(round(config.steps * (1 - config.settle_window))))
+        self.last_row: dict[str, Any] = {}
+        self._topk_hint: float | None = None
+        self.summary: dict[str, Any] = {}
 
     # --- checkpoints ---------------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
         return {"model_config": asdict(self.model_config), "train_config": asdict(self.config),
                 "step": self.step, "model": self.crosscoder.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(), "tokens_since_fired": self.tokens_since_fired}
+                "scheduler": self.scheduler.state_dict(), "tokens_since_fired": self.tokens_since_fired,
+                "delta_logged": self.delta_logged, "delta_window": self.delta_window}
 
     def save_checkpoint(self) -> Path:
         assert self.out_dir is not None
@@ -142,6 +184,7 @@ class CrosscoderTrainer:
         self.optimizer.load_state_dict(blob["optimizer"])
         self.scheduler.load_state_dict(blob["scheduler"])
         self.tokens_since_fired = blob["tokens_since_fired"].to(self.device)
+        self.delta_logged, self.delta_window = blob["delta_logged"], blob["delta_window"]
         self.step = blob["step"]
 
     # --- the loop ------------------------------------------------------------------------------------
@@ -158,25 +201,24 @@ class CrosscoderTrainer:
             log_path = self.out_dir / files.TRAIN_LOG
             atomic_write_jsonl(log_path, [row for row in read_jsonl_tolerant(log_path) if row["step"] <= self.step])
             atomic_write_json(self.out_dir / files.TRAIN_CONFIG,
-                              {"crosscoder": asdict(self.model_config), "training": asdict(cfg)})
+                              {"crosscoder": asdict(self.model_config), "training": asdict(cfg), "lr": self.lr})
         if self.step == 0:
             self._initialise_from_data()
         log = JsonlAppender(log_path) if self.out_dir is not None else None
-        window: dict[str, float] = {}
+        window = _Window(self.model_config.n_models, self.device)
         stream = self.source.batches(cfg.batch_size, seed=cfg.seed, start_batch=self.step)
         bar = tqdm(total=cfg.steps, initial=self.step, desc="crosscoder", disable=not progress)
         self.crosscoder.train()
         try:
             while self.step < cfg.steps:
-                stats = self._train_step(next(stream)["activations"].to(self.device, non_blocking=True))
+                if self.step == self.window_start:
+                    self.delta_window = self._delta()
+                self._train_step(next(stream)["activations"].to(self.device, non_blocking=True), window)
                 self.step += 1
-                for key, value in stats.items():
-                    window[key] = window.get(key, 0.0) + value
-                window["n"] = window.get("n", 0.0) + 1
                 bar.update(1)
                 if self.step % cfg.log_every == 0 or self.step == cfg.steps:
                     row = self._log_row(window)
-                    window = {}
+                    window = _Window(self.model_config.n_models, self.device)
                     bar.set_postfix(loss=f"{row['loss']:.4g}", l0=f"{row['l0']:.1f}", dead=row["dead_latents"])
                     if log is not None:
                         log.write(row)
@@ -189,8 +231,12 @@ class CrosscoderTrainer:
             if log is not None:
                 log.close()
         self.crosscoder.eval()
+        self.summary = self.convergence_summary()
+        logger.info("crosscoder %s: %s", "settled" if self.summary["settled"] else "NOT settled",
+                    self.summary["verdict"])
         if self.out_dir is not None:
             save_crosscoder(self.crosscoder, self.out_dir / files.CROSSCODER)
+            atomic_write_json(self.out_dir / files.TRAIN_SUMMARY, self.summary)
         return self.crosscoder
 
     @torch.no_grad()
@@ -201,50 +247,130 @@ class CrosscoderTrainer:
         self.crosscoder.input_scale.copy_(estimate_scales(sample))
         self.crosscoder.init_decoder_bias(self.crosscoder.normalize(sample[: cfg.batch_size]))
 
-    def _train_step(self, raw: torch.Tensor) -> dict[str, float]:
+    def _train_step(self, raw: torch.Tensor, window: _Window) -> None:
+        """One optimiser step. No Python work per latent and no host sync beyond AuxK's dead count: the
+        statistics stay on the device in ``window`` until the next log row."""
         cfg, cc = self.config, self.crosscoder
         x = cc.normalize(raw)
         pre = cc.pre_activations(x)
         norms = cc.decoder_norms().sum(dim=-1)
-        f = batch_topk(pre, pre * norms, cc.config.k) if cc.config.sparsity == "batchtopk" else pre
+        topk = cc.config.sparsity == "batchtopk"
+        if topk:
+            with torch.no_grad():
+                mask, smallest = batch_topk_mask(pre * norms, cc.config.k, hint=self._topk_hint)
+            self._topk_hint = 0.9 * float(smallest)  # next batch ranks only the scores above this
+            f = pre * mask
+        else:
+            f = pre
         x_hat = cc.decode(f)
-        recon = (x - x_hat).pow(2).sum(dim=(1, 2)).mean()
-        dead = self.tokens_since_fired >= cfg.dead_tokens
-        if cc.config.sparsity == "batchtopk":
-            penalty = auxk_loss(cc, (x - x_hat).detach(), pre, dead, self.k_aux)
+        error = x - x_hat
+        per_model = error.pow(2).sum(dim=2).mean(dim=0)  # (n_models,)
+        recon = per_model.sum()
+        if topk:
+            dead = self.tokens_since_fired >= cfg.dead_tokens
+            penalty = auxk_loss(cc, error.detach(), pre, dead, self.k_aux)
             loss = recon + cfg.auxk_weight * penalty
         else:
             penalty = (f * norms).sum(dim=-1).mean()
             loss = recon + cfg.l1_coeff * penalty
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if cfg.grad_clip_norm > 0:
+            torch.nn.utils.clip_grad_norm_(cc.parameters(), cfg.grad_clip_norm, foreach=True)
         self.optimizer.step()
         self.scheduler.step()
         with torch.no_grad():
             active = f > 0
             self.tokens_since_fired += raw.shape[0]
-            self.tokens_since_fired[active.any(dim=0)] = 0
-            if cc.config.sparsity == "batchtopk" and self.step >= cfg.threshold_start_step:
-                self._update_threshold((f * norms)[active])
-            stats = {"loss": float(loss), "recon_loss": float(recon),
-                     ("auxk_loss" if cc.config.sparsity == "batchtopk" else "l1_loss"): float(penalty),
-                     "l0": float(active.sum(dim=-1).float().mean())}
-            for name, fve in zip(model_names(cc.config.n_models), fraction_of_variance_explained(x, x_hat),
-                                 strict=True):
-                stats[f"fve_{name}"] = float(fve)
-        return stats
+            self.tokens_since_fired.masked_fill_(active.any(dim=0), 0)
+            if topk and self.step >= cfg.threshold_start_step:
+                self._update_threshold(smallest)
+            window.add(x, error, per_model, loss, penalty, active)
 
-    def _update_threshold(self, kept_scores: torch.Tensor) -> None:
-        smallest = kept_scores.min() if kept_scores.numel() else kept_scores.new_zeros(())
+    def _update_threshold(self, smallest: torch.Tensor) -> None:
         threshold = self.crosscoder.threshold
         decay = self.config.threshold_decay
-        threshold.copy_(smallest if threshold < 0 else decay * threshold + (1 - decay) * smallest)
+        threshold.copy_(torch.where(threshold < 0, smallest, decay * threshold + (1 - decay) * smallest))
 
-    def _log_row(self, window: dict[str, float]) -> dict[str, Any]:
-        n = window.pop("n")
+    def _delta(self) -> torch.Tensor:
+        return relative_norm(self.crosscoder.decoder_norms().detach()).cpu() if self.model_config.n_models == 2 \
+            else torch.zeros(self.model_config.dict_size, dtype=torch.float64)
+
+    def _log_row(self, window: _Window) -> dict[str, Any]:
         row: dict[str, Any] = {"step": self.step, "tokens": self.step * self.config.batch_size,
                                "lr": self.scheduler.get_last_lr()[0]}
-        row.update({key: value / n for key, value in window.items()})
+        row.update(window.row(model_names(self.model_config.n_models),
+                              "auxk_loss" if self.model_config.sparsity == "batchtopk" else "l1_loss"))
         row["dead_latents"] = int((self.tokens_since_fired >= self.config.dead_tokens).sum())
         row["threshold"] = float(self.crosscoder.threshold)
+        delta = self._delta()
+        row["class_changed"] = _changed_share(self.delta_logged, delta)
+        self.delta_logged = delta
+        self.last_row = row
+        return row
+
+    def convergence_summary(self) -> dict[str, Any]:
+        """Whether the latents still move: the share whose class (by relative decoder norm) changed, and whose
+        relative norm moved by more than 0.05, over the last ``settle_window`` of training; dead latents; the
+        last log row's FVE per model. Settled: under 2% of latents changed class and under 5% moved."""
+        delta = self._delta()
+        ids = class_ids(delta)
+        changed = _changed_share(self.delta_window, delta)
+        moved = None if bool(torch.isnan(self.delta_window).all()) else \
+            float(((delta - self.delta_window).abs().nan_to_num(0.0) > 0.05).double().mean())
+        dead = int((self.tokens_since_fired >= self.config.dead_tokens).sum())
+        last = self.last_row
+        settled = changed is not None and moved is not None and changed < 0.02 and moved < 0.05
+        verdict = (f"over the last {self.step - self.window_start} steps {100 * (changed or 0):.1f}% of latents "
+                   f"changed class and {100 * (moved or 0):.1f}% moved their relative norm by > 0.05; "
+                   f"{dead} dead latents")
+        if not settled:
+            verdict += "; train longer (or check the learning rate) before reading the classes"
+        return {"step": self.step, "tokens": self.step * self.config.batch_size, "settled": settled,
+                "verdict": verdict, "window_start_step": self.window_start, "class_changed": changed,
+                "relative_norm_moved": moved, "dead_latents": dead,
+                "dead_share": dead / self.model_config.dict_size,
+                "counts": {name: int((ids == i).sum()) for i, name in enumerate(CLASSES)},
+                **{key: last[key] for key in last if key.startswith(("fve_", "recon_", "l0"))}}
+
+
+def _changed_share(before: torch.Tensor, after: torch.Tensor) -> float | None:
+    """Share of latents whose class differs between two relative-norm vectors; None if ``before`` is unset."""
+    if bool(torch.isnan(before).all()):
+        return None
+    return float((class_ids(before) != class_ids(after)).double().mean())
+
+
+class _Window:
+    """Per-step statistics summed on the device between two log rows (one host sync per row)."""
+
+    def __init__(self, n_models: int, device: torch.device):
+        zeros = partial(torch.zeros, dtype=torch.float64, device=device)
+        self.steps, self.tokens = 0, 0
+        self.loss, self.penalty, self.active = zeros(()), zeros(()), zeros(())
+        self.recon, self.error, self.x_sum, self.x_sq = zeros(n_models), zeros(n_models), None, zeros(n_models)
+
+    @torch.no_grad()
+    def add(self, x: torch.Tensor, error: torch.Tensor, per_model: torch.Tensor, loss: torch.Tensor,
+            penalty: torch.Tensor, active: torch.Tensor) -> None:
+        self.steps += 1
+        self.tokens += x.shape[0]
+        self.loss += loss.detach()
+        self.penalty += penalty.detach()
+        self.recon += per_model.detach()
+        self.active += active.sum()
+        self.error += error.detach().pow(2).sum(dim=(0, 2))
+        sums = x.sum(dim=0).double()
+        self.x_sum = sums if self.x_sum is None else self.x_sum + sums
+        self.x_sq += x.pow(2).sum(dim=(0, 2))
+
+    def row(self, names: tuple[str, ...], penalty_name: str) -> dict[str, float]:
+        n = max(1, self.steps)
+        variance = self.x_sq - (self.x_sum.pow(2).sum(dim=-1) / max(1, self.tokens) if self.x_sum is not None else 0)
+        fve = (1 - self.error / variance.clamp_min(1e-12)).tolist()
+        row = {"loss": float(self.loss) / n, "recon_loss": float(self.recon.sum()) / n,
+               penalty_name: float(self.penalty) / n, "l0": float(self.active) / max(1, self.tokens)}
+        for name, recon, value in zip(names, self.recon.tolist(), fve, strict=True):
+            row[f"recon_{name}"] = recon / n
+            row[f"fve_{name}"] = value
         return row

@@ -218,7 +218,7 @@ def test_check_precision_on_this_cpu():
     with pytest.raises(UsageError, match="pass one of them"):
         check_precision(bf16=True, fp16=True)
     with pytest.raises(UsageError, match="--torch_dtype 'fp8'"):
-        check_precision(torch_dtype="fp8")
+        ModelOptions(torch_dtype="fp8")
     assert resolve_compute_dtype("auto") == torch.float32
     assert resolve_compute_dtype("auto", torch_dtype="bfloat16") == torch.bfloat16
 

@@ -15,11 +15,9 @@ from finqa_dsl.core.errors import UsageError
 from finqa_dsl.core.prompts import TARGET_FIELDS
 from finqa_dsl.inference.interface import GenerationSettings, check_settings
 from finqa_dsl.inference.stopping import stop_strings_for
-from finqa_dsl.models.options import BNB_QUANT_TYPES, DTYPES, PEFT_MODES
 from finqa_dsl.training.options import TARGET_ONLY, check_loss_implementation
 
 WANDB_MODES = ("online", "offline", "disabled")
-INFERENCE_BACKENDS = ("hf", "vllm")
 EVAL_TYPES = ("zero-shot", "few-shot", "fine-tuned")
 DEFAULT_FEW_SHOT_K = 4  # the PoT-distillation study's few-shot evaluation
 OUTPUT_ROOT = Path("__output__")
@@ -124,15 +122,11 @@ class RunArguments:
 
 def validate(model: ModelArguments, data: DataArguments, generation: GenerationArguments,
              run: RunArguments, training) -> None:
-    """Raise :class:`UsageError` for a command line that cannot work, before anything heavy loads."""
-    _check_choice("--peft", model.peft, PEFT_MODES)
-    _check_choice("--bnb_4bit_quant_type", model.bnb_4bit_quant_type, BNB_QUANT_TYPES)
-    _check_choice("--bnb_4bit_compute_dtype", model.bnb_4bit_compute_dtype, DTYPES)
-    _check_choice("--torch_dtype", model.torch_dtype, DTYPES)
+    """Raise :class:`UsageError` for a command line that cannot work, before anything heavy loads (the model
+    flags' choices are checked where they become :class:`~finqa_dsl.models.options.ModelOptions`)."""
     _check_choice("--target_field", data.target_field, TARGET_FIELDS)
     _check_choice("--input_mode", data.input_mode, INPUT_MODES)
     _check_choice("--wandb_mode", run.wandb_mode, WANDB_MODES)
-    _check_choice("--inference_backend", generation.inference_backend, INFERENCE_BACKENDS)
     if run.eval_type:
         _check_choice("--eval_type", run.eval_type, EVAL_TYPES)
         _check_eval_type(run.eval_type, data.few_shot_k, training.do_train)
@@ -145,21 +139,11 @@ def validate(model: ModelArguments, data: DataArguments, generation: GenerationA
                  "max_test_samples", "few_shot_k"):
         if getattr(data, name) < 0:
             raise UsageError(f"--{name} must be >= 0, got {getattr(data, name)}.")
-    if generation.generation_num_beams < 1 or generation.generation_max_new_tokens < 1:
-        raise UsageError("--generation_num_beams and --generation_max_new_tokens must be >= 1.")
-    if generation.inference_batch_size < 1:
-        raise UsageError("--inference_batch_size must be >= 1.")
     if model.max_seq_length <= generation.generation_max_new_tokens:
         raise UsageError(f"--max_seq_length {model.max_seq_length} leaves no room for a prompt: it must exceed "
                          f"--generation_max_new_tokens {generation.generation_max_new_tokens} (the prompt gets "
                          "the difference).")
     check_settings(generation.inference_backend, generation_settings(generation, data.target_field))
-    if not generation.generation_do_sample and (
-        generation.generation_temperature != 1.0 or generation.generation_top_p != 1.0
-    ):
-        raise UsageError("--generation_temperature/--generation_top_p only apply with --generation_do_sample true.")
-    if model.lora_r < 1 and model.peft != "none":
-        raise UsageError("--lora_r must be >= 1.")
     if training.resume_from_checkpoint and not training.do_train:
         raise UsageError("--resume_from_checkpoint resumes training: add --do_train.")
     if generation.inference_backend == "vllm" and run.do_test:

@@ -84,16 +84,17 @@ class RunPlan:
 
 
 def model_options(model: ModelArguments, training) -> ModelOptions:
-    """How the model loads: ``--peft`` applies to training only (a test-only run loads it frozen)."""
-    return ModelOptions(
-            peft=model.peft if training.do_train else "none", lora_r=model.lora_r, lora_alpha=model.lora_alpha,
-            lora_dropout=model.lora_dropout, lora_target_modules=model.lora_target_modules,
-            bnb_4bit_quant_type=model.bnb_4bit_quant_type, bnb_4bit_compute_dtype=model.bnb_4bit_compute_dtype,
-            bnb_4bit_use_double_quant=model.bnb_4bit_use_double_quant, torch_dtype=model.torch_dtype,
-            attn_implementation=model.attn_implementation,
-            gradient_checkpointing=training.gradient_checkpointing and training.do_train,
-        quantize_4bit=model.peft == "qlora",
+    """How the model loads (every model flag checked): ``--peft`` trains an adapter only with ``--do_train``; a
+    run without training loads the base as it is, in 4-bit for ``--peft qlora``."""
+    options = ModelOptions(
+        peft=model.peft, lora_r=model.lora_r, lora_alpha=model.lora_alpha, lora_dropout=model.lora_dropout,
+        lora_target_modules=model.lora_target_modules, bnb_4bit_quant_type=model.bnb_4bit_quant_type,
+        bnb_4bit_compute_dtype=model.bnb_4bit_compute_dtype,
+        bnb_4bit_use_double_quant=model.bnb_4bit_use_double_quant, torch_dtype=model.torch_dtype,
+        attn_implementation=model.attn_implementation,
+        gradient_checkpointing=training.gradient_checkpointing and training.do_train,
     )
+    return options if training.do_train else dataclasses.replace(options, peft="none")
 
 
 def prepare(argv: list[str]) -> RunPlan:
@@ -113,9 +114,9 @@ def prepare(argv: list[str]) -> RunPlan:
     eval_type = resolve_eval_type(run_args, data_args, training_args)
     data_args = dataclasses.replace(data_args, few_shot_k=resolved_few_shot_k(eval_type, data_args.few_shot_k))
     state = process_state(training_args)
-    check_precision(bf16=training_args.bf16, fp16=training_args.fp16, torch_dtype=model_args.torch_dtype,
-                    compute_dtype=model_args.bnb_4bit_compute_dtype if model_args.peft == "qlora" else None)
     options = model_options(model_args, training_args)
+    check_precision(bf16=training_args.bf16, fp16=training_args.fp16, torch_dtype=options.torch_dtype,
+                    compute_dtype=options.bnb_4bit_compute_dtype if options.quantize_4bit else None)
 
     context_config = context_config_of(data_args)
     splits = load_splits(data_args, context_config, do_train=training_args.do_train, do_eval=training_args.do_eval,

@@ -21,7 +21,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, BitsAn
 from finqa_dsl.core.errors import UsageError
 from finqa_dsl.models.cpu_4bit import check_4bit_layers, import_bitsandbytes_offline, log_kernel_notice
 from finqa_dsl.models.default_model import default_model_path
-from finqa_dsl.models.options import DTYPES, ModelOptions, parse_target_modules
+from finqa_dsl.models.options import ModelOptions, parse_target_modules
 from finqa_dsl.models.source import ADAPTER_CONFIG, adapter_base, is_adapter_dir  # noqa: F401 (ADAPTER_CONFIG: API)
 
 logger = logging.getLogger(__name__)
@@ -71,9 +71,6 @@ def check_precision(*, bf16: bool = False, fp16: bool = False, compute_dtype: st
     """
     if bf16 and fp16:
         raise UsageError("--bf16 and --fp16 are both set: pass one of them.")
-    for flag, value in (("--torch_dtype", torch_dtype), ("--bnb_4bit_compute_dtype", compute_dtype)):
-        if value is not None and value not in DTYPES:
-            raise UsageError(f"{flag} {value!r} is not one of: {', '.join(DTYPES)}.")
     asked = {"--bf16": bf16, "--torch_dtype bfloat16": torch_dtype == "bfloat16",
              "--bnb_4bit_compute_dtype bfloat16": compute_dtype == "bfloat16"}
     wants_bf16 = [flag for flag, wanted in asked.items() if wanted]

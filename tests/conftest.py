@@ -218,6 +218,7 @@ def assert_scored_predictions(folder: Path, test_file: Path, target_field: str, 
     from finqa_dsl.core import metrics as scoring
     from finqa_dsl.core.data import load_examples
     from finqa_dsl.core.python_code import NO_CODE, CodeExecution, extract_code
+    from finqa_dsl.core.targets import get_target
     from finqa_dsl.runs import files as run_files
 
     rows = [json.loads(line) for line in (folder / run_files.TEST_PREDICTIONS).read_text().splitlines()]
@@ -237,7 +238,7 @@ def assert_scored_predictions(folder: Path, test_file: Path, target_field: str, 
             assert error == NO_CODE or row["parsed_prediction"] is not None
             rescored = scoring.score_code_prediction(execution, example)
         else:
-            rescored = scoring.prediction_row_fields(row["generation"], example, target_field, row["target"])
+            rescored = get_target(target_field).row_fields(row["generation"], example, row["target"])
         rescored = json.loads(json.dumps(rescored))
         assert {key: row[key] for key in rescored} == rescored, row["id"]
         assert (row["failure_reason"] is None) == bool(
@@ -260,5 +261,7 @@ def assert_scored_predictions(folder: Path, test_file: Path, target_field: str, 
                                                            if row["execution_error"] is not None))
     latencies = [row["latency_ms"] for row in rows]
     assert metrics["inference_latency_ms_avg"] == pytest.approx(statistics.fmean(latencies))
-    assert metrics["inference_latency_ms_total"] == pytest.approx(sum(latencies))
+    assert metrics["inference_latency_ms_p50"] == pytest.approx(statistics.median(latencies))
+    assert metrics["inference_total_seconds"] == pytest.approx(sum(row["share_ms"] for row in rows) / 1000)
+    assert metrics["inference_new_tokens"] == sum(row["new_tokens"] for row in rows)
     return rows, metrics

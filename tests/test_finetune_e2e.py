@@ -8,14 +8,13 @@ from pathlib import Path
 import pytest
 import torch
 from bitsandbytes.functional import has_avx512bf16
-from conftest import save_tiny_llama
+from conftest import SAMPLE, assert_scored_predictions, save_tiny_llama
 from safetensors.torch import load_file
 
+from finqa_dsl.core.data import load_examples
 from finqa_dsl.runs import files as run_files
 from scripts import finetune as driver
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-SAMPLE = REPO_ROOT / "FinQA" / "sample"
 PREDICTION_FIELDS = {"id", "question", "prompt", "generation", "gold_program", "latency_ms", "latency_mode",
                      "failure_reason"}
 
@@ -65,21 +64,18 @@ def test_train_and_test_write_every_output(in_tmp, tiny_model_dir, peft, target_
     assert trained["train_encoding"]["kept"] == 8 and trained["train_prompt_truncation"]["examples"] == 8
     logged = [json.loads(line) for line in (folder / run_files.METRICS).read_text().splitlines()]
     assert any("loss" in row for row in logged)
-    predictions = [json.loads(line) for line in (folder / run_files.TEST_PREDICTIONS).read_text().splitlines()]
-    assert len(predictions) == 4 and all(row.keys() >= PREDICTION_FIELDS for row in predictions)
-    metrics = json.loads((folder / run_files.TEST_METRICS).read_text())
-    assert metrics["n"] == 4
-    headline = ["execution_accuracy", "program_accuracy"] if target_field == "program" else \
-        ["answer_accuracy_strict", "answer_accuracy_tolerant"]
-    assert all(0.0 <= metrics[name] <= 1.0 for name in headline)
+    predictions, metrics = assert_scored_predictions(folder, SAMPLE / "test.json", target_field, n=4)
+    assert all(row.keys() >= PREDICTION_FIELDS for row in predictions)
+    assert [row["id"] for row in predictions] == [example.id for example in load_examples(SAMPLE / "test.json")[:4]]
+    assert (metrics["input_mode"], metrics["eval_type"]) == (input_mode, "fine-tuned")
     assert {f"inference_latency_ms_{k}" for k in ("avg", "p50", "p90", "p95", "p99")} <= metrics.keys()
-    latencies = (folder / run_files.TEST_LATENCIES).read_text().splitlines()
-    assert len(latencies) == 4
+    latencies = [json.loads(line) for line in (folder / run_files.TEST_LATENCIES).read_text().splitlines()]
+    assert latencies == [{"id": row["id"], "latency_ms": row["latency_ms"]} for row in predictions]
     timing = json.loads((folder / run_files.TIMING).read_text())
     assert timing["train_duration_seconds"] > 0 and timing["test_inference_duration_seconds"] > 0
     assert timing["peak_host_memory_bytes"] > 0
-    assert (folder / run_files.LOSS_PLOT).stat().st_size > 0
-    assert (folder / run_files.LATENCY_PLOT).stat().st_size > 0
+    for plot in (run_files.LOSS_PLOT, run_files.LATENCY_PLOT):
+        assert (folder / plot).read_bytes().startswith(b"\x89PNG\r\n\x1a\n"), plot
 
 
 @pytest.mark.slow
@@ -95,6 +91,7 @@ def test_saved_final_model_reloads_for_eval_only(in_tmp, tiny_model_dir, peft):
              (run_folder(in_tmp, "reloaded") / run_files.TEST_PREDICTIONS).open()]
     assert first == again, "the saved model must generate what the trained one did (greedy decoding)"
     reloaded = run_folder(in_tmp, "reloaded")
+    assert_scored_predictions(reloaded, SAMPLE / "test.json", "program", n=4)
     (eval_loss,) = assert_loss_log_matches_metrics(reloaded, run_files.EVAL_LOSS_LOG, "eval_loss")
     assert eval_loss == json.loads((reloaded / run_files.TRAIN_METRICS).read_text())["eval_loss"] > 0
 
@@ -111,7 +108,8 @@ def test_interrupted_test_inference_resumes_and_a_finished_run_is_kept(in_tmp, t
     resumed = (folder / run_files.TEST_PREDICTIONS).read_text().splitlines(keepends=True)
     assert resumed[:2] == complete[:2] and len(resumed) == 4
     assert [json.loads(x)["id"] for x in resumed] == [json.loads(x)["id"] for x in complete]
-    assert json.loads((folder / run_files.TEST_METRICS).read_text())["inference_examples_resumed"] == 2
+    _, metrics = assert_scored_predictions(folder, SAMPLE / "test.json", "program", n=4)
+    assert (metrics["inference_examples_resumed"], metrics["inference_examples_generated"]) == (2, 2)
     # The folder is finished now: the same command goes to a new folder instead of overwriting it.
     assert finetune(in_tmp, *flags) == 0
     assert run_folder(in_tmp, "zs--2").is_dir()

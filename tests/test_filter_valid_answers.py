@@ -71,4 +71,4 @@ def test_rows_are_kept_or_dropped_with_their_reason(tmp_path, capsys):
 def test_a_csv_that_is_not_a_teacher_csv_is_one_line_and_exit_2(tmp_path, capsys):
     (tmp_path / "x.csv").write_text("id,question\na,b\n", encoding="utf-8")
     assert filter_valid_answers.main([str(tmp_path / "x.csv"), "--output_file", str(tmp_path / "k.csv")]) == 2
-    assert "missing column(s) generated_code, actual_answer" in capsys.readouterr().err
+    assert "missing column(s) prompt, generated_code, actual_answer" in capsys.readouterr().err

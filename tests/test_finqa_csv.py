@@ -9,16 +9,20 @@ import json
 import shutil
 
 import pytest
+from conftest import SAMPLE
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from finqa_dsl.core.data import DatasetError, load_examples
 from finqa_dsl.core.finqa_csv import (
     COLUMNS,
+    STUDY_COLUMNS,
+    STUDY_TEACHER_COLUMNS,
     dumps_csv,
     parse_table,
     parse_text,
     read_csv_records,
+    record_row,
     render_table,
     render_text,
 )
@@ -166,3 +170,64 @@ def test_any_cells_round_trip_through_the_csv_layer(tmp_path_factory, rows):
     path.write_bytes(dumps_csv(rows).encode("utf-8"))
     with open(path, encoding="utf-8", newline="") as handle:
         assert list(csv.DictReader(handle)) == rows
+
+
+# --- the study's own CSVs, read as they are -----------------------------------------------------------
+
+
+def write_study_csv(path, examples, columns=STUDY_COLUMNS, programs=None):
+    """A CSV with exactly the study's columns (its preprocess step's output), from ``examples``."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for index, example in enumerate(examples):
+        row = record_row(example.raw, index, "x")
+        writer.writerow({**row, "program": (programs or {}).get(index, row["program"])})
+    path.write_text(buffer.getvalue(), encoding="utf-8")
+    return path
+
+
+def test_the_studys_six_column_csv_loads_with_derived_ids_and_exe_ans_from_the_program(tmp_path):
+    gold = load_examples(SAMPLE / "dev.json")[:12]
+    path = write_study_csv(tmp_path / "dev.csv", gold)
+    assert next(csv.reader(path.open())) == list(STUDY_COLUMNS)
+    examples = load_examples(path)
+    assert [e.id for e in examples] == [f"dev-{n}" for n in range(1, 13)]
+    assert [e.exe_ans for e in examples] == [g.exe_ans for g in gold]
+    assert [(e.question, e.program, e.table, e.pre_text) for e in examples] == [
+        (g.question, g.program, g.table, g.pre_text) for g in gold]
+
+
+def test_a_study_row_whose_program_does_not_execute_is_skipped_and_named_or_refused(tmp_path, caplog):
+    gold = load_examples(SAMPLE / "dev.json")[:5]
+    path = write_study_csv(tmp_path / "train.csv", gold, programs={1: "divide(1, 0)", 3: "add(1, "})
+    with caplog.at_level("WARNING"):
+        examples = load_examples(path)
+    assert [e.id for e in examples] == ["train-1", "train-3", "train-5"]
+    assert "skipped 2 of 5 rows whose program does not execute: row 2 (division_by_zero), row 4" in caplog.text
+    with pytest.raises(DatasetError, match=r"train.csv: row 2 \(line \d+, id train-2\): field 'program': a program "
+                                           r"that executes, got 'divide\(1, 0\)' \(division_by_zero\)"):
+        load_examples(path, bad_program="refuse")
+
+
+def test_the_studys_teacher_csv_loads_as_code_examples(tmp_path):
+    path = tmp_path / "filtered.csv"
+    prompt = ("###Passage\nshot passage\n###Question\nshot?\n###Python\nans = 0\n###End Python\n\n"
+              "###Passage\nrevenue was 5 in 2019 .\nit was 4 in 2018 .\n###Question\nwhat was the change?\n"
+              "###Hint\nA reference calculation: subtract(5, 4)\n###Python\n")
+    rows = [{"prompt": prompt, "generated_code": "a = 5\nb = 4\nans = a - b", "actual_answer": "1.0",
+             "expected_answer": "1.0"},
+            {"prompt": "Is 5 more than 4?", "generated_code": "ans = 5 > 4", "actual_answer": "True",
+             "expected_answer": "True"}]
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=STUDY_TEACHER_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    first, second = load_examples(path)
+    assert (first.id, first.question, first.pre_text, first.exe_ans) == (
+        "filtered-1", "what was the change?", ("revenue was 5 in 2019 .", "it was 4 in 2018 ."), 1.0)
+    assert first.program == "" and first.raw["generated_code"] == rows[0]["generated_code"]
+    assert (second.question, second.pre_text, second.exe_ans) == ("Is 5 more than 4?", (), "yes")
+    path.write_text("prompt,actual_answer,expected_answer\nq,1,1\n", encoding="utf-8")
+    with pytest.raises(DatasetError, match="or a teacher CSV with prompt, generated_code"):
+        load_examples(path)

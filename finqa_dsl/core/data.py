@@ -12,6 +12,7 @@ from typing import Any
 
 from finqa_dsl.core.errors import DatasetError, record_frame
 
+CODE_COLUMN = "generated_code"  # a teacher CSV's code
 GOLD_KEY = re.compile(r"(text|table)_(\d+)")
 YES_NO = ("yes", "no")
 
@@ -33,9 +34,11 @@ class Example:
     source: str | None = field(default=None, compare=False)  # the file it was loaded from, for messages
 
 
-def load_examples(path: str | os.PathLike) -> list[Example]:
-    """Load and validate every record of ``path``; duplicate ids are an error."""
-    return examples_from_records(read_records(path), path)
+def load_examples(path: str | os.PathLike, *, bad_program: str = "skip") -> list[Example]:
+    """Load and validate every record of ``path``; duplicate ids are an error. ``bad_program`` says what a row
+    of the PoT-distillation study's CSV whose program does not execute does: ``skip`` (logged, counted) or
+    ``refuse`` (see :func:`finqa_dsl.core.finqa_csv.read_csv_records`)."""
+    return examples_from_records(read_records(path, bad_program=bad_program), path)
 
 
 def examples_from_records(records: list[Any], path: str | os.PathLike) -> list[Example]:
@@ -53,14 +56,14 @@ def examples_from_records(records: list[Any], path: str | os.PathLike) -> list[E
     return examples
 
 
-def read_records(path: str | os.PathLike) -> list[Any]:
+def read_records(path: str | os.PathLike, *, bad_program: str = "skip") -> list[Any]:
     """The raw records of a FinQA ``.json`` list, ``.jsonl`` or ``.csv`` (:mod:`finqa_dsl.core.finqa_csv`) file,
     unvalidated (errors name the file and line)."""
     path = Path(path)
     if path.suffix == ".csv":
         from finqa_dsl.core.finqa_csv import read_csv_records  # it builds on this module
 
-        return read_csv_records(path)
+        return read_csv_records(path, bad_program=bad_program)
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as error:
@@ -89,9 +92,12 @@ def read_records(path: str | os.PathLike) -> list[Any]:
 
 def _parse_record(record: Any, index: int, path: Path) -> Example:
     example_id, qa, fail = record_frame(record, index, path)
-    for name in ("question", "program"):
-        if not isinstance(qa.get(name), str) or not qa[name].strip():
-            raise fail(f"qa.{name}", "a non-empty string")
+    if not isinstance(qa.get("question"), str) or not qa["question"].strip():
+        raise fail("qa.question", "a non-empty string")
+    # A teacher row of the study's CSV has code and no program: its code is the target.
+    has_code = isinstance(record.get(CODE_COLUMN), str) and bool(record[CODE_COLUMN].strip())
+    if not isinstance(qa.get("program"), str) or not (qa["program"].strip() or has_code):
+        raise fail("qa.program", "a non-empty string (or teacher code in 'generated_code')")
     answer = qa.get("answer")
     if answer is not None and not isinstance(answer, str):
         raise fail("qa.answer", "a string when present")

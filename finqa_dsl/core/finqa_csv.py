@@ -27,16 +27,17 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import os
 import re
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
-from finqa_dsl.core.dsl import NO, YES
+from finqa_dsl.core.dsl import NO, YES, execute
 from finqa_dsl.core.errors import DatasetError, record_frame
 
 COLUMNS = ("id", "pre_text", "post_text", "table", "question", "answer", "program", "exe_ans", "gold_inds")
-REQUIRED_COLUMNS = COLUMNS[:-1]  # a CSV without gold_inds reads as records without evidence
 CELL_SEPARATOR = "|"
 LINE_SEPARATOR = "\n"
 _ESCAPES = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "|": "\\|"}
@@ -149,20 +150,116 @@ def dumps_csv(rows: Iterable[dict[str, str]]) -> str:
 
 # --- CSV back to records -----------------------------------------------------------------------------
 
+# The PoT-distillation study's CSVs, read as they are: its FinQA CSV (the six columns, no id, no exe_ans) and its
+# teacher CSV (and the filtered CSV, the same columns) without any FinQA column.
+STUDY_COLUMNS = ("pre_text", "post_text", "table", "question", "answer", "program")
+STUDY_TEACHER_COLUMNS = ("prompt", "generated_code", "actual_answer", "expected_answer")
+BAD_PROGRAM_CHOICES = ("skip", "refuse")  # a study row whose program does not execute
+_PASSAGE, _QUESTION, _MARKER = "###Passage", "###Question", "###"
+logger = logging.getLogger(__name__)
 
-def read_csv_records(path: str | os.PathLike) -> list[dict]:
-    """The official-format records of a CSV written by :func:`dumps_csv` (unvalidated)."""
+
+def derived_id(path: str | os.PathLike, row_number: int) -> str:
+    """The id of a row of a CSV without an ``id`` column: file name (no suffix) and row number (1: the first row
+    after the header), e.g. ``train-17``."""
+    return f"{Path(path).stem}-{row_number}"
+
+
+def read_csv_records(path: str | os.PathLike, *, bad_program: str = "skip") -> list[dict]:
+    """The official-format records of a FinQA CSV (unvalidated), in one of three shapes:
+
+    * this project's (:data:`COLUMNS`, written by :func:`dumps_csv` or the teacher), read as written;
+    * the study's FinQA CSV, :data:`STUDY_COLUMNS` and nothing else needed: a missing ``id`` is
+      :func:`derived_id`, a missing ``exe_ans`` the value of executing ``program`` with the DSL on the row's
+      table. A row whose program does not execute is skipped (``bad_program="skip"``: logged with its row number,
+      and counted) or refuses the file (``"refuse"``: :class:`DatasetError` naming the row);
+    * the study's teacher or filtered CSV (:data:`STUDY_TEACHER_COLUMNS`, no FinQA column): each row is an
+      example whose question and passage are the last problem of its ``prompt`` (the text after the last
+      ``###Passage`` and ``###Question`` markers; the whole prompt is the question when it has none), with no
+      program, ``exe_ans`` from ``expected_answer`` and the teacher's ``generated_code`` as its code target.
+
+    Columns beyond these are kept as top-level fields of the record (e.g. ``generated_code``).
+    """
+    if bad_program not in BAD_PROGRAM_CHOICES:
+        raise ValueError(f"bad_program {bad_program!r} is not one of {BAD_PROGRAM_CHOICES}")
     with open(path, encoding="utf-8", newline="") as handle:
         reader = csv.DictReader(handle)
-        missing = [column for column in REQUIRED_COLUMNS if column not in (reader.fieldnames or ())]
-        if missing:
-            raise DatasetError(f"{path}: missing CSV column(s) {', '.join(missing)}; expected {', '.join(COLUMNS)}")
-        records = []
-        for row in reader:
+        columns = tuple(reader.fieldnames or ())
+        shape = _shape(path, columns)
+        records, skipped = [], []
+        for number, row in enumerate(reader, start=1):
             if None in row or None in row.values():
-                raise DatasetError(f"{path}: line {reader.line_num}: expected {len(reader.fieldnames)} cells")
+                raise DatasetError(f"{path}: line {reader.line_num}: expected {len(columns)} cells")
+            if "id" not in columns:
+                row = {"id": derived_id(path, number), **row}
+            if shape == "teacher":
+                records.append(_teacher_record(row))
+                continue
+            if "exe_ans" not in columns:
+                failure = _execute_into(row)
+                if failure:
+                    if bad_program == "refuse":
+                        raise DatasetError(f"{path}: row {number} (line {reader.line_num}, id {row['id']}): field "
+                                           f"'program': a program that executes, got {row['program']!r} "
+                                           f"({failure}); pass --bad_program skip to skip such rows")
+                    skipped.append(f"row {number} ({failure})")
+                    continue
             records.append(_record(row))
+    if skipped:
+        shown = ", ".join(skipped[:20]) + (f", and {len(skipped) - 20} more" if len(skipped) > 20 else "")
+        logger.warning("%s: skipped %d of %d rows whose program does not execute: %s", path, len(skipped),
+                       len(skipped) + len(records), shown)
     return records
+
+
+def _shape(path: str | os.PathLike, columns: tuple[str, ...]) -> str:
+    """``finqa`` (this project's or the study's FinQA CSV) or ``teacher`` (the study's teacher CSV)."""
+    if all(column in columns for column in STUDY_COLUMNS):
+        return "finqa"
+    if all(column in columns for column in STUDY_TEACHER_COLUMNS):
+        return "teacher"
+    missing = [column for column in STUDY_COLUMNS if column not in columns]
+    raise DatasetError(f"{path}: missing CSV column(s) {', '.join(missing)}; expected {', '.join(COLUMNS)} "
+                       f"(id, exe_ans and gold_inds optional: the study's {', '.join(STUDY_COLUMNS)}), or a "
+                       f"teacher CSV with {', '.join(STUDY_TEACHER_COLUMNS)}")
+
+
+def _execute_into(row: dict[str, str]) -> str:
+    """Set ``row["exe_ans"]`` from its program run on its table; '' when it ran, else why it did not."""
+    program = row["program"].strip()
+    if not program:
+        return "no program"
+    execution = execute(program, [tuple(cells) for cells in parse_table(row["table"])])
+    if not execution.ok:
+        return str(execution.reason)
+    row["exe_ans"] = str(execution.value)  # yes/no, or the float's shortest repr (read back by _exe_ans)
+    return ""
+
+
+def _teacher_record(row: dict[str, str]) -> dict:
+    passage, question = _last_problem(row["prompt"])
+    expected = row["expected_answer"].strip()
+    return {
+        **{column: cell for column, cell in row.items() if column != "id"},
+        "pre_text": [line for line in passage.split("\n") if line.strip()],
+        "post_text": [],
+        "table": [],
+        "id": row["id"],
+        "qa": {"question": question, "answer": expected or None, "program": "",
+               "exe_ans": _exe_ans({"true": YES, "false": NO}.get(expected.lower(), expected))},
+    }
+
+
+def _last_problem(prompt: str) -> tuple[str, str]:
+    """(passage, question) of the last problem of a teacher prompt (see :func:`read_csv_records`)."""
+    at = prompt.rfind(_QUESTION)
+    if at < 0:
+        return "", prompt.strip()
+    before, after = prompt[:at], prompt[at + len(_QUESTION):]
+    passage_at = before.rfind(_PASSAGE)
+    passage = before[passage_at + len(_PASSAGE):] if passage_at >= 0 else ""
+    end = after.find(_MARKER)
+    return passage.strip(), (after if end < 0 else after[:end]).strip()
 
 
 def _record(row: dict[str, str]) -> dict:

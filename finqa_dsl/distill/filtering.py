@@ -19,7 +19,9 @@ from finqa_dsl.core.metrics import answer_tolerant_match, matches_within_abs_1e3
 
 WRONG_VALUE = "wrong_value"
 TEACHER_ERROR = "teacher_error"
-REQUIRED = ("id", "generated_code", "actual_answer", "expected_answer", "failure_reason")
+# The study's teacher CSV has these four columns only (this project's adds id, failure_reason, ...); the filtered
+# CSV keeps the input's columns, so the study's shape stays the study's.
+REQUIRED = ("prompt", "generated_code", "actual_answer", "expected_answer")
 
 
 @dataclass(frozen=True)
@@ -49,7 +51,7 @@ def drop_reason(row: dict[str, str]) -> str | None:
     """Why a teacher row is dropped (None: kept)."""
     if row.get("teacher_error"):
         return TEACHER_ERROR
-    if row["failure_reason"]:
+    if row.get("failure_reason"):
         return row["failure_reason"]
     return None if answer_matches(row["actual_answer"], row["expected_answer"]) else WRONG_VALUE
 
@@ -60,7 +62,7 @@ def filter_rows(rows: list[dict[str, str]]) -> tuple[list[dict], list[dict], Fil
     for row in rows:
         reason = drop_reason(row)
         (kept if reason is None else dropped).append(row if reason is None else {**row, "drop_reason": reason})
-    kept_within = sum(not row.get("teacher_error") and not row["failure_reason"]
+    kept_within = sum(not row.get("teacher_error") and not row.get("failure_reason")
                       and answer_matches_within_abs_1e3(row["actual_answer"], row["expected_answer"]) for row in rows)
     reasons = Counter(row["drop_reason"] for row in dropped)
     return kept, dropped, FilterSummary(len(rows), len(kept), dict(sorted(reasons.items())), kept_within)
@@ -72,8 +74,8 @@ def read_teacher_csv(path: str | os.PathLike) -> tuple[list[str], list[dict[str,
         reader = csv.DictReader(handle)
         missing = [column for column in REQUIRED if column not in (reader.fieldnames or ())]
         if missing:
-            raise DatasetError(f"{path}: missing column(s) {', '.join(missing)}: not a teacher CSV from "
-                               "scripts/generate_teacher_code.py")
+            raise DatasetError(f"{path}: missing column(s) {', '.join(missing)}: not a teacher CSV (from "
+                               "scripts/generate_teacher_code.py, or the study's)")
         return list(reader.fieldnames), list(reader)
 
 

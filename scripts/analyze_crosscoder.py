@@ -27,8 +27,8 @@ from dataclasses import asdict
 from pathlib import Path
 
 from finqa_dsl.core.errors import UsageError
-from finqa_dsl.diffing import files
 from finqa_dsl.core.io import atomic_write_json, atomic_write_text
+from finqa_dsl.diffing import files
 from finqa_dsl.diffing.analysis import (
     Thresholds,
     convergence_warning,
@@ -158,11 +158,19 @@ def write_latent_table(args, crosscoder, shards, summary, tokenizer_name) -> Non
         print("warning: promoted tokens skipped: the manifest names no base_model/ft_model "
               "(pass --unembedding_models BASE,FT)", file=sys.stderr)
     else:
+        unembeddings = None
         try:
-            unembeddings = {"base": load_unembedding(names[0]), "ft": load_unembedding(names[1])}
+            base = load_unembedding(names[0])
+            unembeddings = {"base": base, "ft": base if names[1] == names[0] else load_unembedding(names[1])}
         except Exception as error:  # noqa: BLE001 - a model that does not load only costs this table column
             print(f"warning: promoted tokens skipped: cannot load {names}: {error}".splitlines()[0], file=sys.stderr)
         else:
+            widths = {name: int(matrix.shape[1]) for name, matrix in unembeddings.items()}
+            if set(widths.values()) != {crosscoder.config.d_model}:
+                print(f"warning: promoted tokens skipped: unembedding widths {widths} != the crosscoder's d_model "
+                      f"{crosscoder.config.d_model}", file=sys.stderr)
+                unembeddings = None
+        if unembeddings:
             scale = crosscoder.input_scale.detach().cpu()  # decoder directions back in each model's raw units
             decoder = crosscoder.W_dec.detach().cpu() / scale[None, :, None]
             promoted = promoted_tokens(decoder, unembeddings, latents, token_text)

@@ -10,8 +10,8 @@ schedule) trains on the same batches, interleaved step by step with ours, and th
 
     python scripts/benchmark_crosscoder.py planted --seeds 0,1,2 --steps 4000 [--decoder_init_norm 1.0 ...]
 
-The default (no subcommand): crosscoder pipeline throughput: activation collection tokens/s and peak memory vs the number of examples
-(flat, thanks to streamed shards), and crosscoder training tokens/s. Each measurement runs in its own process,
+The default (no subcommand): crosscoder pipeline throughput: activation collection tokens/s and peak memory vs
+the number of examples (flat, thanks to streamed shards), and crosscoder training tokens/s. Each measurement runs in its own process,
 so that its peak RSS is its own. Prints one JSON object.
 
 Collection: scripts/collect_activations.py on the first N sample training examples (prompt + gold program),
@@ -137,7 +137,6 @@ def planted_main(argv: list[str]) -> None:
 def run_planted(planted, model, train, *, reference: bool = False) -> dict:
     """Train on the planted set (ours, and the reference interleaved step by step when asked); recovery and
     tokens/s of each."""
-    import torch
 
     from finqa_dsl.diffing import synthetic
     from finqa_dsl.diffing.training import CrosscoderTrainer

@@ -10,14 +10,13 @@ from dataclasses import replace
 import pytest
 import torch
 
-from finqa_dsl.diffing import files
-from finqa_dsl.diffing import synthetic
+from finqa_dsl.diffing import files, synthetic
 from finqa_dsl.diffing.analysis import (
     Thresholds,
     class_ids,
-    convergence_warning,
     classify,
     closed_form_beta,
+    convergence_warning,
     decoder_cosine,
     latent_statistics,
     latent_table,
@@ -534,10 +533,18 @@ def test_convergence_summary_and_warning(planted, tmp_path):
     assert "had not settled" in convergence_warning(unsettled)
     assert convergence_warning({"settled": True}) is None
     assert "cannot tell" in convergence_warning(None)
-    # The same relative norms at the start of the window and at the end: settled.
-    trainer.delta_window = trainer._delta()
+    # The same relative norms, directions and FVE at the start of the window and at the end: settled.
+    trainer.delta_window, trainer.sketch_window = trainer._delta(), trainer._sketch()
+    trainer.fve_window = {key: value for key, value in trainer.last_row.items() if key.startswith("fve_")}
     settled = trainer.convergence_summary()
     assert settled["class_changed"] == 0.0 and settled["relative_norm_moved"] == 0.0 and settled["settled"]
+    assert settled["direction_turned"] == 0.0 and settled["fve_gain"] == {"base": 0.0, "ft": 0.0}
+    # Directions that turned, or FVE still rising: not settled.
+    trainer.sketch_window = torch.randn_like(trainer.sketch_window)
+    assert not trainer.convergence_summary()["settled"]
+    trainer.sketch_window = trainer._sketch()
+    trainer.fve_window["fve_ft"] -= 0.05
+    assert not trainer.convergence_summary()["settled"]
 
 
 def test_class_ids_match_classify():

@@ -16,8 +16,11 @@ et al. 2024 (BatchTopK). The learning rate falls linearly to 0 over the last ``1
 (dictionary_learning's ``decay_start``; its default is no decay, ours 0.8: see BENCHMARKS.md).
 
 Convergence: at every log step the latents' classes by relative decoder norm (``analysis.Thresholds``) are
-compared with those of the previous log step (``class_changed``), and at the end with those at the start of
-the last ``settle_window`` of training; ``train_summary.json`` says whether the crosscoder settled.
+compared with those of the previous log step (``class_changed``). At the end, against the start of the last
+``settle_window`` of training: the share of latents whose class changed, whose relative norm moved by more than
+0.05, and whose decoder direction turned (cosine below 0.95, on a fixed random 64-dimensional sketch of the
+decoder, so that no copy of the decoder is kept), and the gain in FVE per model; ``train_summary.json`` says
+whether the crosscoder settled (class changes < 2%, moves < 5%, turns < 5% of live latents, FVE gain < 0.01).
 """
 
 from __future__ import annotations
@@ -75,7 +78,7 @@ class TrainConfig:
     threshold_start_step: int = 1000
     threshold_decay: float = 0.999
     scale_batches: int = 4  # batches used to estimate the normalisation constants
-    settle_window: float = 0.25  # convergence check: classes now vs at the start of this last share of steps
+    settle_window: float = 0.4  # convergence check: classes now vs at the start of this last share of steps
     seed: int = 0
     log_every: int = 100
     checkpoint_every: int = 1000
@@ -151,6 +154,11 @@ class CrosscoderTrainer:
         self.delta_logged = torch.full((model_config.dict_size,), math.nan, dtype=torch.float64)
         self.delta_window = torch.full((model_config.dict_size,), math.nan, dtype=torch.float64)
         self.window_start = min(config.steps - 1, int(round(config.steps * (1 - config.settle_window))))
+        sketch = torch.randn(model_config.n_models * model_config.d_model, 64,
+                             generator=torch.Generator().manual_seed(12345))
+        self.sketch_matrix = sketch.to(self.device)
+        self.sketch_window = torch.full((model_config.dict_size, 64), math.nan)
+        self.fve_window: dict[str, float] = {}
         self.last_row: dict[str, Any] = {}
         self._topk_hint: float | None = None
         self.summary: dict[str, Any] = {}
@@ -160,7 +168,8 @@ class CrosscoderTrainer:
         return {"model_config": asdict(self.model_config), "train_config": asdict(self.config),
                 "step": self.step, "model": self.crosscoder.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "tokens_since_fired": self.tokens_since_fired,
-                "delta_logged": self.delta_logged, "delta_window": self.delta_window}
+                "delta_logged": self.delta_logged, "delta_window": self.delta_window,
+                "sketch_window": self.sketch_window, "fve_window": self.fve_window}
 
     def save_checkpoint(self) -> Path:
         assert self.out_dir is not None
@@ -185,6 +194,7 @@ class CrosscoderTrainer:
         self.scheduler.load_state_dict(blob["scheduler"])
         self.tokens_since_fired = blob["tokens_since_fired"].to(self.device)
         self.delta_logged, self.delta_window = blob["delta_logged"], blob["delta_window"]
+        self.sketch_window, self.fve_window = blob["sketch_window"], blob["fve_window"]
         self.step = blob["step"]
 
     # --- the loop ------------------------------------------------------------------------------------
@@ -212,7 +222,7 @@ class CrosscoderTrainer:
         try:
             while self.step < cfg.steps:
                 if self.step == self.window_start:
-                    self.delta_window = self._delta()
+                    self.delta_window, self.sketch_window = self._delta(), self._sketch()
                 self._train_step(next(stream)["activations"].to(self.device, non_blocking=True), window)
                 self.step += 1
                 bar.update(1)
@@ -296,6 +306,11 @@ class CrosscoderTrainer:
         return relative_norm(self.crosscoder.decoder_norms().detach()).cpu() if self.model_config.n_models == 2 \
             else torch.zeros(self.model_config.dict_size, dtype=torch.float64)
 
+    @torch.no_grad()
+    def _sketch(self) -> torch.Tensor:
+        w = self.crosscoder.W_dec.detach().flatten(1)  # (dict_size, n_models * d_model)
+        return (w @ self.sketch_matrix).cpu()
+
     def _log_row(self, window: _Window) -> dict[str, Any]:
         row: dict[str, Any] = {"step": self.step, "tokens": self.step * self.config.batch_size,
                                "lr": self.scheduler.get_last_lr()[0]}
@@ -306,29 +321,40 @@ class CrosscoderTrainer:
         delta = self._delta()
         row["class_changed"] = _changed_share(self.delta_logged, delta)
         self.delta_logged = delta
+        if self.step >= self.window_start and not self.fve_window:
+            self.fve_window = {key: value for key, value in row.items() if key.startswith("fve_")}
         self.last_row = row
         return row
 
     def convergence_summary(self) -> dict[str, Any]:
-        """Whether the latents still move: the share whose class (by relative decoder norm) changed, and whose
-        relative norm moved by more than 0.05, over the last ``settle_window`` of training; dead latents; the
-        last log row's FVE per model. Settled: under 2% of latents changed class and under 5% moved."""
+        """Whether the latents still move over the last ``settle_window`` of training (see the module
+        docstring), with dead latents and the last log row's loss and FVE per model."""
         delta = self._delta()
         ids = class_ids(delta)
         changed = _changed_share(self.delta_window, delta)
-        moved = None if bool(torch.isnan(self.delta_window).all()) else \
-            float(((delta - self.delta_window).abs().nan_to_num(0.0) > 0.05).double().mean())
-        dead = int((self.tokens_since_fired >= self.config.dead_tokens).sum())
+        moved = turned = None
+        dead_mask = (self.tokens_since_fired >= self.config.dead_tokens).cpu()
+        if not bool(torch.isnan(self.delta_window).all()):
+            moved = float(((delta - self.delta_window).abs().nan_to_num(0.0) > 0.05).double().mean())
+            cosine = torch.nn.functional.cosine_similarity(self._sketch(), self.sketch_window, dim=-1)
+            live = ~dead_mask
+            turned = float((cosine[live] < 0.95).double().mean()) if bool(live.any()) else 0.0
         last = self.last_row
-        settled = changed is not None and moved is not None and changed < 0.02 and moved < 0.05
+        gains = {key: last[key] - value for key, value in self.fve_window.items() if key in last}
+        dead = int(dead_mask.sum())
+        settled = (changed is not None and moved is not None and turned is not None and changed < 0.02
+                   and moved < 0.05 and turned < 0.05 and all(g < 0.01 for g in gains.values()))
         verdict = (f"over the last {self.step - self.window_start} steps {100 * (changed or 0):.1f}% of latents "
-                   f"changed class and {100 * (moved or 0):.1f}% moved their relative norm by > 0.05; "
-                   f"{dead} dead latents")
+                   f"changed class, {100 * (moved or 0):.1f}% moved their relative norm by > 0.05, "
+                   f"{100 * (turned or 0):.1f}% of live latents turned their decoder direction, FVE rose by "
+                   + ", ".join(f"{gain:.3f} ({key[4:]})" for key, gain in gains.items())
+                   + f"; {dead} dead latents of {self.model_config.dict_size}")
         if not settled:
             verdict += "; train longer (or check the learning rate) before reading the classes"
         return {"step": self.step, "tokens": self.step * self.config.batch_size, "settled": settled,
                 "verdict": verdict, "window_start_step": self.window_start, "class_changed": changed,
-                "relative_norm_moved": moved, "dead_latents": dead,
+                "relative_norm_moved": moved, "direction_turned": turned,
+                "fve_gain": {key[4:]: gain for key, gain in gains.items()}, "dead_latents": dead,
                 "dead_share": dead / self.model_config.dict_size,
                 "counts": {name: int((ids == i).sum()) for i, name in enumerate(CLASSES)},
                 **{key: last[key] for key in last if key.startswith(("fve_", "recon_", "l0"))}}

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO_ROOT, SAMPLE
 from faulty_server import FaultyServer
+from reasoning_server import EFFORTS, ReasoningServer
 
 from finqa_dsl.core.data import load_examples
 from finqa_dsl.core.io import read_jsonl_tolerant
@@ -78,17 +79,21 @@ def test_faulty_endpoint_rows_end_done_or_named_failed_and_a_rerun_retries_the_f
             server.url, "--model", "m", "--api_key_env", KEY_ENV, "--max_examples", "6", "--max_retries", "2",
             "--timeout_s", "0.7", "--num_shots", "1", "--shots_file", str(SAMPLE / "train.json")]
     try:
-        assert generate_teacher_code.main(args) == 0
-        summary = json.loads(capsys.readouterr().out)
+        assert generate_teacher_code.main(args) == 1  # 2 of 6 failed: past --max_failure_rate 0.05
+        out, err = capsys.readouterr()
+        summary = json.loads(out)
         assert summary["teacher_errors"] == 2 and summary["failure_reasons"] == {"ok": 4}
+        assert summary["teacher_errors_by_kind"] == {"http_500": 1, "timeout": 1}
+        assert "2 of 6 examples have no teacher reply" in err and "http_500 x1: 500" in err
         rows = {row["id"]: row for row in _csv_rows(output)}
         assert len(rows) == 6
         errors = sorted(row["teacher_error"] for row in rows.values() if row["teacher_error"])
         assert errors == ["http_500", "timeout"]
         assert all(row["actual_answer"] == "1.0" for row in rows.values() if not row["teacher_error"])
         assert summary["prompt_tokens"] == 4 * 7
-        assert generate_teacher_code.main(args) == 0  # the rerun asks only the two that failed
-        assert json.loads(capsys.readouterr().out)["asked"] == 2
+        assert generate_teacher_code.main([*args, "--max_failure_rate", "0.5"]) == 1  # asks only the two failed,
+        out, err = capsys.readouterr()  # which fail again: every request of the run failed
+        assert json.loads(out)["asked"] == 2 and "error: all 2 requests failed" in err
     finally:
         server.close()
     written = output.read_text() + output.with_suffix(".jsonl").read_text()
@@ -114,15 +119,20 @@ def test_a_real_local_server_run_killed_with_sigkill_resumes_without_loss_or_dup
     first.wait()
     before = read_jsonl_tolerant(stream)
     assert 2 <= len(before) < 6, "the kill should land mid-run"
+    answered = sum(row["teacher_error"] is None for row in before)
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-2000:]
     summary = json.loads(result.stdout)
-    assert summary["resumed"] == len(before) and summary["asked"] == 6 - len(before)
+    assert summary["resumed"] == answered and summary["asked"] == 6 - answered
     ids = [row["id"] for row in read_jsonl_tolerant(stream)]
-    assert sorted(ids) == sorted({e.id for e in load_examples(SAMPLE / "dev.json")[:6]})  # each once, none lost
+    assert sorted(set(ids)) == sorted({e.id for e in load_examples(SAMPLE / "dev.json")[:6]})  # none lost
+    assert len(ids) == len(before) + summary["sent"]  # an answered id is never asked again
     rows = _csv_rows(output)
-    assert len(rows) == 6 and all(row["teacher_error"] == "" for row in rows)
-    assert all(int(row["completion_tokens"]) > 0 for row in rows)
+    # --max_tokens 24 cuts some replies: each such row is the named failure 'length', not code
+    assert len(rows) == 6 and all(row["teacher_error"] in ("", "length") for row in rows)
+    assert all(row["finish_reason"] == ("length" if row["teacher_error"] else "stop") for row in rows)
+    assert all(row["generated_code"] == "" for row in rows if row["teacher_error"])
+    assert all(int(row["completion_tokens"]) > 0 and float(row["seconds"]) > 0 for row in rows)
+    assert result.returncode == (1 if any(row["teacher_error"] for row in rows) else 0), result.stderr[-2000:]
 
 
 def test_a_local_model_teacher_answers_every_example_through_the_engines(tiny_model_dir, tmp_path, capsys):
@@ -136,3 +146,72 @@ def test_a_local_model_teacher_answers_every_example_through_the_engines(tiny_mo
     assert [row["id"] for row in rows] == [e.id for e in load_examples(SAMPLE / "dev.json")[:3]]
     stream = read_jsonl_tolerant(output.with_suffix(".jsonl"))
     assert all(row["reply"] is not None and row["teacher_error"] is None for row in stream)
+
+
+def _reasoning_command(output: Path, url: str, *extra: str) -> list[str]:
+    """The README's teacher command, --model gpt-5, against ``url``."""
+    return [str(SAMPLE / "dev.json"), "--output_file", str(output), "--teacher", "openai", "--base_url", url,
+            "--model", "gpt-5", "--api_key_env", KEY_ENV, "--max_examples", "8", "--num_shots", "1", *extra]
+
+
+def test_the_readme_command_gets_code_for_every_row_from_a_server_with_reasoning_model_rules(tmp_path, capsys,
+                                                                                             monkeypatch):
+    monkeypatch.setenv(KEY_ENV, "sk-test")
+    server = ReasoningServer()
+    output = tmp_path / "teacher.csv"
+    try:
+        assert generate_teacher_code.main(_reasoning_command(output, server.url, "--reasoning_effort", "low")) == 0
+    finally:
+        server.close()
+    summary = json.loads(capsys.readouterr().out)
+    assert (summary["sent"], summary["failed"], summary["teacher_errors"]) == (8, 0, 0)
+    assert summary["failure_reasons"] == {"ok": 8} and summary["aborted"] is None
+    assert summary["reasoning_tokens"] == 8 * EFFORTS["low"] and summary["tokens"]["per_request"]["reasoning"] == 32
+    assert all(body["max_completion_tokens"] == 1024 and body["reasoning_effort"] == "low" for body in server.bodies)
+    assert not any("max_tokens" in body or "temperature" in body for body in server.bodies)
+    rows = _csv_rows(output)
+    assert len(rows) == 8 and all(row["generated_code"] == "ans = 1" and row["actual_answer"] == "1.0" for row in rows)
+    assert all(row["finish_reason"] == "stop" and row["reasoning_tokens"] == "32" for row in rows)
+
+
+def test_every_request_refused_exits_1_with_the_servers_message_and_a_fixed_rerun_asks_the_rest(tmp_path, capsys,
+                                                                                                monkeypatch):
+    monkeypatch.setenv(KEY_ENV, "sk-test")
+    server = ReasoningServer()
+    output = tmp_path / "teacher.csv"
+    try:
+        assert generate_teacher_code.main(_reasoning_command(output, server.url, "--temperature", "0",
+                                                             "--concurrency", "1")) == 1
+        out, err = capsys.readouterr()
+        summary = json.loads(out)
+        assert len(server.bodies) == 3 and summary["sent"] == summary["failed"] == 3  # not the whole file
+        assert summary["teacher_errors_by_kind"] == {"http_400": 3} and "3 identical http_400" in summary["aborted"]
+        assert "error: all 3 requests failed" in err
+        assert "Unsupported value: 'temperature' does not support 0.0 with this model." in err
+        rows = _csv_rows(output)
+        assert len(rows) == 3 and {row["teacher_error"] for row in rows} == {"http_400"}
+        assert all(row["teacher_message"].startswith("Unsupported value: 'temperature'") for row in rows)
+        assert generate_teacher_code.main(_reasoning_command(output, server.url)) == 0
+        summary = json.loads(capsys.readouterr().out)
+        assert (summary["resumed"], summary["asked"], summary["teacher_errors"]) == (0, 8, 0)
+        assert len(_csv_rows(output)) == 8
+        assert generate_teacher_code.main(_reasoning_command(output, server.url)) == 0
+        assert json.loads(capsys.readouterr().out)["asked"] == 0  # the good rows are kept
+    finally:
+        server.close()
+
+
+def test_a_reply_cut_by_the_token_limit_is_a_length_failure_and_the_run_exits_1(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv(KEY_ENV, "sk-test")
+    server = ReasoningServer()
+    output = tmp_path / "teacher.csv"
+    try:
+        assert generate_teacher_code.main(_reasoning_command(output, server.url, "--max_tokens", "40")) == 1
+    finally:
+        server.close()
+    out, err = capsys.readouterr()
+    summary = json.loads(out)
+    assert summary["teacher_errors_by_kind"] == {"length": 8} and summary["aborted"] is None  # not a 4xx: all sent
+    assert summary["reasoning_tokens"] == 8 * 40 and "length x8: the reply reached the token limit" in err
+    rows = _csv_rows(output)
+    assert all(row["finish_reason"] == "length" and row["generated_code"] == "" for row in rows)

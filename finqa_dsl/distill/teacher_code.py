@@ -2,9 +2,11 @@
 
 Rows stream to a JSONL file (flushed line by line) as replies arrive, so a run killed at any point loses
 nothing written; a rerun skips every id that already has a teacher reply and retries those whose request
-failed. :func:`write_teacher_csv` then writes the CSV with the study's columns (``prompt``,
-``generated_code``, ``actual_answer``, ``expected_answer``) plus ``id``, the failure reason and the tokens
-used, one row per id (the latest attempt).
+failed (:class:`~finqa_dsl.core.io.ResumableJsonl`). :func:`write_teacher_csv` then writes the CSV with the study's
+columns (``prompt``, ``generated_code``, ``actual_answer``, ``expected_answer``) plus ``id``, the failure reason,
+and per request the teacher's failure (``teacher_error``: ``http_<status>``, ``timeout``, ``length``, ... with the
+server's message in ``teacher_message``), the tokens in, out and spent reasoning (where the reply reports them),
+the finish reason and the seconds it took; one row per id (its first good row, else its latest attempt).
 
 Teachers: ``openai`` (any OpenAI-compatible chat endpoint, :mod:`finqa_dsl.distill.chat_client`), ``hf`` (a
 local model through the project's batched generation) and ``gold-program`` (the gold program transpiled,
@@ -29,9 +31,9 @@ from finqa_dsl.core.finqa_csv import COLUMNS as FINQA_COLUMNS
 from finqa_dsl.core.finqa_csv import record_row
 from finqa_dsl.core.gold_transpiler import TranspileError, transpile
 from finqa_dsl.core.io import ResumableJsonl, atomic_write_text
-from finqa_dsl.core.prompts import canonical_number
 from finqa_dsl.core.python_code import NO_CODE, extract_code
-from finqa_dsl.distill.chat_client import ChatReply, ChatRequest, Endpoint, ask_all
+from finqa_dsl.core.targets import canonical_number
+from finqa_dsl.distill.chat_client import ChatReply, ChatRequest, ChatTotals, Endpoint, ask_all
 from finqa_dsl.distill.teacher_prompt import SolvedShot, teacher_messages
 
 logger = logging.getLogger(__name__)
@@ -40,7 +42,8 @@ TEACHERS = ("openai", "hf", "gold-program")
 # The teacher's columns; the CSV also carries the example's own (finqa_csv.COLUMNS) so that the filtered CSV is
 # a training file for the driver's code target (``--train_file filtered.csv``).
 TEACHER_COLUMNS = ("prompt", "generated_code", "actual_answer", "expected_answer", "failure_reason",
-                   "failure_detail", "teacher_error", "prompt_tokens", "completion_tokens")
+                   "failure_detail", "teacher_error", "teacher_message", "prompt_tokens", "completion_tokens",
+                   "reasoning_tokens", "finish_reason", "seconds")
 CSV_COLUMNS = (*FINQA_COLUMNS, *TEACHER_COLUMNS)
 
 
@@ -48,11 +51,32 @@ CSV_COLUMNS = (*FINQA_COLUMNS, *TEACHER_COLUMNS)
 class TeacherSummary:
     examples: int
     resumed: int  # ids already answered in the output file before this run
-    asked: int
-    teacher_errors: int  # requests that still failed after the retries (retried on a rerun)
+    asked: int  # ids this run had to ask
+    sent: int  # requests that ended (a reply or a named failure) in this run; fewer than asked when aborted
+    failed: int  # of those sent, the failed ones
+    teacher_errors: int  # ids of the file whose latest request failed (retried on a rerun)
+    teacher_errors_by_kind: dict[str, int]  # over the file: http_400 / timeout / length / ... -> count
+    teacher_messages: dict[str, str]  # kind -> a message the server (or client) gave for it
+    aborted: str | None  # why the run stopped sending before the end, when it did
     failure_reasons: dict[str, int]  # over every answered id: reason -> count ("ok" for a value)
-    prompt_tokens: int
+    prompt_tokens: int  # this run's requests
     completion_tokens: int
+    reasoning_tokens: int
+    seconds: float  # summed over this run's requests (they overlap when concurrent)
+
+    @property
+    def failure_rate(self) -> float:
+        """Ids of the file without a teacher reply, over the examples."""
+        return self.teacher_errors / self.examples if self.examples else 0.0
+
+    def tokens(self) -> dict:
+        """Token totals and the mean per request, to price a full run from a trial."""
+        per = max(self.sent, 1)
+        return {"prompt": self.prompt_tokens, "completion": self.completion_tokens,
+                "reasoning": self.reasoning_tokens, "total": self.prompt_tokens + self.completion_tokens,
+                "per_request": {"prompt": round(self.prompt_tokens / per, 1),
+                                "completion": round(self.completion_tokens / per, 1),
+                                "reasoning": round(self.reasoning_tokens / per, 1)}}
 
 
 def choose_shots(examples: Sequence[Example], k: int, seed: int = 0) -> list[SolvedShot]:
@@ -92,14 +116,14 @@ def generate_teacher_code(examples: Sequence[Example], output_path: str | os.Pat
     messages = {example.id: teacher_messages(example, shots, config, hint=hint) for example in todo}
     logger.info("teacher %s: %d examples, %d already answered, %d to ask", teacher, len(examples),
                 len(examples) - len(todo), len(todo))
-    tokens = Counter()
+    totals = ChatTotals()
     with stream.appender() as appender:
 
         def write(reply: ChatReply) -> None:
             example = by_id[reply.id]
             row = _row(example, messages[reply.id], reply, sandbox)
             appender.write(row)
-            tokens.update(prompt=reply.prompt_tokens, completion=reply.completion_tokens)
+            totals.add(reply)
 
         if teacher == "gold-program":
             for example in todo:
@@ -107,18 +131,27 @@ def generate_teacher_code(examples: Sequence[Example], output_path: str | os.Pat
         elif teacher == "openai":
             if endpoint is None:
                 raise ValueError("the openai teacher needs an endpoint")
-            ask_all([ChatRequest(example.id, messages[example.id]) for example in todo], endpoint, write)
+            totals.aborted = ask_all([ChatRequest(example.id, messages[example.id]) for example in todo], endpoint,
+                                     write).aborted
         else:
             requests = [ChatRequest(example.id, messages[example.id]) for example in todo]
             for request, text in local_generate(requests):
                 write(ChatReply(request.id, text, None))
-    rows = stream.kept_rows()
-    reasons = Counter(row["failure_reason"] or "ok" for row in rows.values() if row["teacher_error"] is None)
+    wanted = {example.id for example in examples}
+    rows = [row for row in stream.kept_rows().values() if row["id"] in wanted]
+    reasons = Counter(row["failure_reason"] or "ok" for row in rows if row["teacher_error"] is None)
+    errors = Counter(row["teacher_error"] for row in rows if row["teacher_error"] is not None)
+    messages_by_kind: dict[str, str] = {}
+    for row in rows:
+        if row["teacher_error"] is not None:
+            messages_by_kind.setdefault(row["teacher_error"], row.get("teacher_message") or "")
     return TeacherSummary(
         examples=len(examples), resumed=len(examples) - len(todo), asked=len(todo),
-        teacher_errors=sum(row["teacher_error"] is not None for row in rows.values()),
-        failure_reasons=dict(sorted(reasons.items())), prompt_tokens=tokens["prompt"],
-        completion_tokens=tokens["completion"])
+        sent=totals.replies + totals.failures, failed=totals.failures, teacher_errors=sum(errors.values()),
+        teacher_errors_by_kind=dict(sorted(errors.items())), teacher_messages=dict(sorted(messages_by_kind.items())),
+        aborted=totals.aborted, failure_reasons=dict(sorted(reasons.items())), prompt_tokens=totals.prompt_tokens,
+        completion_tokens=totals.completion_tokens, reasoning_tokens=totals.reasoning_tokens,
+        seconds=round(totals.seconds, 3))
 
 
 def _gold_reply(example: Example) -> ChatReply:
@@ -140,8 +173,10 @@ def _row(example: Example, messages: list[dict], reply: ChatReply, sandbox) -> d
     return {"id": example.id, "prompt": messages[-1]["content"], "generated_code": code,
             "actual_answer": result.value if result is not None else None,
             "expected_answer": canonical_number(example.exe_ans), "failure_reason": reason, "failure_detail": detail,
-            "teacher_error": reply.error, "reply": reply.text, "prompt_tokens": reply.prompt_tokens,
-            "completion_tokens": reply.completion_tokens}
+            "teacher_error": reply.error, "teacher_message": reply.message or None, "reply": reply.text,
+            "prompt_tokens": reply.prompt_tokens, "completion_tokens": reply.completion_tokens,
+            "reasoning_tokens": reply.reasoning_tokens, "finish_reason": reply.finish_reason,
+            "seconds": round(reply.seconds, 3)}
 
 
 def write_teacher_csv(jsonl_path: str | os.PathLike, csv_path: str | os.PathLike,

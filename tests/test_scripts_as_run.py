@@ -2,7 +2,7 @@
 (FinQA/sample) or the tiny models of conftest, its output checked for what it must hold (values, counts, files
 equal to what the library computes), not only its exit code.
 
-Scripts with such a run elsewhere: finetune (tests/test_distributed.py, torchrun), collect_activations
+Scripts with such a run elsewhere: finetune under torchrun (tests/test_distributed.py), collect_activations
 (tests/test_collect_activations.py), generate_teacher_code (tests/test_generate_teacher_code.py), compare_runs
 (tests/test_compare_runs.py), train_crosscoder / analyze_crosscoder (tests/test_crosscoder.py,
 tests/test_dashboard.py). The benchmarks run here in their smallest mode: what is checked is what they report
@@ -20,22 +20,22 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import assert_scored_predictions
+from conftest import REPO_ROOT, SAMPLE, assert_scored_predictions
 
 from finqa_dsl.core.context import ContextConfig, build_context
 from finqa_dsl.core.data import load_examples
 from finqa_dsl.runs import files as run_files
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-SAMPLE = REPO_ROOT / "FinQA" / "sample"
 SHARED = REPO_ROOT.parent / "shared"
 
 
-def run_script(name: str, *args: str, cwd: Path | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
-    """``python scripts/<name>.py args`` as a user runs it; fails the test with its stderr when it exits non-zero."""
+def run_script(name: str, *args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
+               timeout: int = 600) -> subprocess.CompletedProcess:
+    """``python scripts/<name>.py args`` as a user runs it (offline; ``env`` added to the environment); fails the
+    test with its stderr when it exits non-zero."""
     result = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / f"{name}.py"), *args], cwd=cwd or REPO_ROOT,
                             capture_output=True, text=True, timeout=timeout,
-                            env={**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"})
+                            env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})})
     assert result.returncode == 0, result.stderr[-3000:]
     return result
 
@@ -163,8 +163,8 @@ def test_finetune_then_score_and_compare_as_a_user_does(tiny_model_dir, tmp_path
     out = run_script("finetune", "--model_name", str(tiny_model_dir), "--test_file", str(SAMPLE / "test.json"),
                      "--do_test", "--max_test_samples", "3", "--generation_max_new_tokens", "8",
                      "--inference_batch_size", "2", "--report_to", "none", "--output_folder", "zs", cwd=tmp_path)
-    folder = Path(out.stdout.strip().splitlines()[-1])
-    assert folder.resolve() == (tmp_path / "__output__" / "zs").resolve()
+    assert out.stdout.strip().splitlines()[-1] == str(Path("__output__") / "zs")  # relative to where it ran
+    folder = tmp_path / "__output__" / "zs"
     rows, metrics = assert_scored_predictions(folder, SAMPLE / "test.json", "program", n=3)
     assert [row["id"] for row in rows] == [example.id for example in load_examples(SAMPLE / "test.json")[:3]]
     rescored = json.loads(run_script("score_predictions", str(folder / run_files.TEST_PREDICTIONS),
@@ -204,8 +204,50 @@ def test_merge_lora_then_inference_on_the_merged_model(tiny_lora_adapter, tmp_pa
     result = last_json(out.stdout)
     assert result["id"] == example.id
     assert (result["gold_program"], result["gold_exe_ans"]) == (example.program, example.exe_ans)
-    from finqa_dsl.core.metrics import score_prediction
+    from finqa_dsl.core.targets import get_target
 
     for side in ("base", "finetuned"):
-        expected_scores = json.loads(json.dumps(score_prediction(result[side]["generation"], example, "program")))
+        expected_scores = json.loads(json.dumps(get_target("program").score(result[side]["generation"], example)))
         assert {key: result[side][key] for key in expected_scores} == expected_scores, side
+
+
+def without_the_default_model(tmp_path: Path) -> dict[str, str]:
+    """An environment whose default-model cache is empty: the benchmarks that fall back to a tiny random Llama
+    then use it instead of SmolLM2-135M, and run in seconds."""
+    return {"FINQA_DSL_CACHE": str(tmp_path / "empty-cache")}
+
+
+@pytest.mark.slow
+def test_benchmark_inference_small_gives_every_path_the_same_generations(tmp_path):
+    out = run_script("benchmark_inference", "--num_examples", "2", "--max_new_tokens", "4", "--few_shot_k", "1",
+                     "--zero_shot_paths", "one_by_one,static,prefix", "--few_shot_paths", "static,prefix",
+                     env=without_the_default_model(tmp_path))
+    result = last_json(out.stdout)
+    assert (result["examples"], result["max_new_tokens"]) == (2, 4)
+    zero_shot, few_shot = result["runs"]["zero_shot"], result["runs"]["few_shot_k1"]
+    assert {path: zero_shot[path]["differ"] for path in ("one_by_one", "static", "prefix")} == \
+        {"one_by_one": 0, "static": 0, "prefix": 0}
+    assert {path: few_shot[path]["differ"] for path in ("static", "prefix")} == {"static": 0, "prefix": 0}
+    # the few-shot prompts share the instruction and the solved example: a longer common prefix
+    assert 0 < zero_shot["shared_prefix_tokens"] < few_shot["shared_prefix_tokens"] < few_shot["prompt_tokens_mean"]
+
+
+@pytest.mark.slow
+def test_benchmark_training_small_trains_the_same_tokens_with_and_without_padding(tmp_path):
+    out = run_script("benchmark_training", "--num_examples", "4", "--batch_size", "2", "--max_length", "1024",
+                     "--strategies", "ours_grouped_padding,ours_padding_free", env=without_the_default_model(tmp_path))
+    padded, padding_free = last_json(out.stdout)["results"]
+    assert (padded["strategy"], padding_free["strategy"]) == ("ours_grouped_padding", "ours_padding_free")
+    assert padded["model"] == padding_free["model"] == "tiny-random-llama"
+    assert padded["examples"] == padding_free["examples"] == 4 and padded["steps"] == padding_free["steps"] == 2
+    assert padded["real_tokens"] == padding_free["real_tokens"] > 0
+    assert padding_free["tokens_computed"] == padding_free["real_tokens"] and padding_free["padding_fraction"] == 0
+    assert padded["tokens_computed"] >= padded["real_tokens"]
+    assert padded["padding_fraction"] == pytest.approx(1 - padded["real_tokens"] / padded["tokens_computed"], abs=1e-3)
+
+
+def test_benchmark_target_loss_explains_its_flags():
+    """Its smallest run (SmolLM2-135M, LoRA, 2 steps of 1 x 512) takes minutes on a CPU: only --help runs here."""
+    out = run_script("benchmark_target_loss", "--help")
+    for flag in ("--models", "--peft", "--steps", "--batch_size", "--seq_length", "--gemma_layers"):
+        assert flag in out.stdout, flag

@@ -110,6 +110,22 @@ def test_score_predictions_counts_what_each_prediction_executes_to(tmp_path):
     assert sum(summary["execution_errors"].values()) == 1
 
 
+def test_generate_teacher_code_then_filter_valid_answers_keep_every_gold_program(tmp_path):
+    """The gold-program teacher writes code that computes each example's exe_ans; the filter keeps all of it, and
+    the kept CSV reads back as the same FinQA examples with their code."""
+    teacher = tmp_path / "teacher.csv"
+    summary = json.loads(run_script("generate_teacher_code", str(SAMPLE / "dev.json"), "--output_file", str(teacher),
+                                    "--teacher", "gold-program", "--max_examples", "6").stdout)
+    assert (summary["asked"], summary["failure_reasons"]) == (6, {"ok": 6})
+    kept_file = tmp_path / "kept.csv"
+    filtered = json.loads(run_script("filter_valid_answers", str(teacher), "--output_file", str(kept_file)).stdout)
+    assert (filtered["rows"], filtered["kept"], filtered["dropped"]) == (6, 6, {})
+    gold = load_examples(SAMPLE / "dev.json")[:6]
+    kept = load_examples(kept_file)
+    assert [example_fields(example) for example in kept] == [example_fields(example) for example in gold]
+    assert all(example.raw["generated_code"].splitlines()[-1].startswith("ans = ") for example in kept)
+
+
 def test_prepare_default_model_names_the_prepared_folder():
     from finqa_dsl.models.default_model import default_model_dir, is_prepared
 

@@ -75,7 +75,7 @@ def analysed(tokenizer, planted, tmp_path_factory):
                                       "--dead_tokens", "25600", "--log_every", "500", "--no_progress"]) == 0
         assert analyze_crosscoder.main([str(root / "cc"), str(root / "acts"), "--output_dir", str(root / "out"),
                                         "--tokens", "16384", "--batch_size", "4096", "--dashboard_latents", "2",
-                                        "--contexts", "5", "--window", "4"]) == 0
+                                        "--contexts", "5", "--window", "4", "--unembedding_models", "none"]) == 0
     finally:
         torch.set_num_threads(threads)
     return root
@@ -116,6 +116,19 @@ def test_dashboard_shows_the_planted_latents_on_their_trigger_tokens(analysed, p
             assert text in triggers and ft_input > abs(base_input)
         assert row["nu_error"] is not None and row["artefact"] is False
     assert matched >= 1
+
+    # The latent table lists the same fine-tuned-only latents, with their trigger tokens as top firing tokens.
+    table = json.loads((analysed / "out" / files.LATENT_TABLE_JSON).read_text())
+    top_ft = summary["top_latents"]["ft_only"][:10]
+    assert [row["latent"] for row in table["ft_only"]] == [row["latent"] for row in top_ft]
+    for row in table["ft_only"]:
+        cosines = planted.ft_only @ w_ft[row["latent"]]
+        if cosines.max() >= 0.9:
+            feature = int(cosines.argmax())
+            triggers = {tokenizer.decode([int(t) + TOKEN_OFFSET]) for t in planted.ft_only_tokens[feature]}
+            assert row["firing_tokens"] and set(row["firing_tokens"]) <= triggers
+    markdown = (analysed / "out" / files.LATENT_TABLE_MD).read_text()
+    assert "## Leaning to the fine-tuned model" in markdown and "## Leaning to the base model" in markdown
 
     dom, console = render_in_chromium(page, tmp_path / "profile")
     assert console == []

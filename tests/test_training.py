@@ -155,6 +155,7 @@ def _short_record(tokenizer, id_, question, target):
 @pytest.mark.parametrize("padding_free", [False, True])
 def test_train_and_evaluate_writes_logs_and_final_model(tmp_path, qwen, padding_free):
     model = _tiny_llama("sdpa", vocab_size=len(qwen))
+    initial = {name: weight.clone() for name, weight in model.state_dict().items()}
     records = [_short_record(qwen, str(i), f"what is {i} + {i}?", f"add({i}, {i})") for i in range(6)]
     args = TrainingArguments(output_dir=str(tmp_path / "checkpoints"), per_device_train_batch_size=3,
                              max_steps=2, logging_steps=1, eval_strategy="no", report_to=[],
@@ -167,8 +168,13 @@ def test_train_and_evaluate_writes_logs_and_final_model(tmp_path, qwen, padding_
     assert {"train_duration_seconds", "eval_duration_seconds"} <= set(timing.values)
     assert len((tmp_path / run_files.TRAIN_LOSS_LOG).read_text().splitlines()) == 3  # header + 2 steps
     assert len((tmp_path / run_files.EVAL_LOSS_LOG).read_text().splitlines()) == 2
-    assert (tmp_path / run_files.FINAL_MODEL / "config.json").exists()
-    assert (tmp_path / run_files.FINAL_MODEL / "tokenizer_config.json").exists()
+    # the final model is the trained one (not the initial weights), and its tokenizer encodes as the run's did
+    saved = LlamaForCausalLM.from_pretrained(tmp_path / run_files.FINAL_MODEL).state_dict()
+    trained = model.state_dict()
+    assert saved.keys() == trained.keys() and all(torch.equal(saved[name], trained[name]) for name in trained)
+    assert any(not torch.equal(initial[name], trained[name]) for name in trained)
+    text = records[0].prompt + records[0].target
+    assert AutoTokenizer.from_pretrained(tmp_path / run_files.FINAL_MODEL)(text)["input_ids"] == qwen(text)["input_ids"]
 
 
 def test_rerun_resumes_from_the_last_checkpoint_without_duplicate_log_lines(tmp_path, qwen):

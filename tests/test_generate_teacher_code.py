@@ -132,6 +132,7 @@ def test_a_real_local_server_run_killed_with_sigkill_resumes_without_loss_or_dup
     assert all(row["finish_reason"] == ("length" if row["teacher_error"] else "stop") for row in rows)
     assert all(row["generated_code"] == "" for row in rows if row["teacher_error"])
     assert all(int(row["completion_tokens"]) > 0 and float(row["seconds"]) > 0 for row in rows)
+    assert all(int(row["completion_tokens"]) <= 24 for row in rows)  # the server honoured max_completion_tokens
     assert result.returncode == (1 if any(row["teacher_error"] for row in rows) else 0), result.stderr[-2000:]
 
 

@@ -145,7 +145,9 @@ def _run(args) -> dict:
                                         hint=not args.no_hint, context_config=ContextConfig(args.input_mode),
                                         endpoint=endpoint, local_generate=local)
     rows = write_teacher_csv(stream, output, examples)
-    return {**asdict(summary), "failure_rate": round(summary.failure_rate, 4), "tokens": summary.tokens(),
+    return {**asdict(summary), "failure_rate": round(summary.failure_rate, 4),
+            "total_tokens": summary.prompt_tokens + summary.completion_tokens,
+            "tokens_per_request": summary.tokens_per_request(),
             "shots": [shot.example.id for shot in shots], "csv_rows": rows, "output_file": str(output),
             "stream_file": str(stream)}
 

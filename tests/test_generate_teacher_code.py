@@ -167,7 +167,8 @@ def test_the_readme_command_gets_code_for_every_row_from_a_server_with_reasoning
     summary = json.loads(capsys.readouterr().out)
     assert (summary["sent"], summary["failed"], summary["teacher_errors"]) == (8, 0, 0)
     assert summary["failure_reasons"] == {"ok": 8} and summary["aborted"] is None
-    assert summary["reasoning_tokens"] == 8 * EFFORTS["low"] and summary["tokens"]["per_request"]["reasoning"] == 32
+    assert summary["reasoning_tokens"] == 8 * EFFORTS["low"] and summary["tokens_per_request"] == {
+        "prompt": 100, "completion": 32 + 12, "reasoning": 32}
     assert all(body["max_completion_tokens"] == 1024 and body["reasoning_effort"] == "low" for body in server.bodies)
     assert not any("max_tokens" in body or "temperature" in body for body in server.bodies)
     rows = _csv_rows(output)

@@ -69,14 +69,12 @@ class TeacherSummary:
         """Ids of the file without a teacher reply, over the examples."""
         return self.teacher_errors / self.examples if self.examples else 0.0
 
-    def tokens(self) -> dict:
-        """Token totals and the mean per request, to price a full run from a trial."""
+    def tokens_per_request(self) -> dict[str, float]:
+        """The mean tokens of this run's requests (the totals are fields): a trial's cost per example, to price the
+        full run. Completion tokens include the reasoning tokens, as the usage reports them."""
         per = max(self.sent, 1)
-        return {"prompt": self.prompt_tokens, "completion": self.completion_tokens,
-                "reasoning": self.reasoning_tokens, "total": self.prompt_tokens + self.completion_tokens,
-                "per_request": {"prompt": round(self.prompt_tokens / per, 1),
-                                "completion": round(self.completion_tokens / per, 1),
-                                "reasoning": round(self.reasoning_tokens / per, 1)}}
+        return {"prompt": round(self.prompt_tokens / per, 1), "completion": round(self.completion_tokens / per, 1),
+                "reasoning": round(self.reasoning_tokens / per, 1)}
 
 
 def choose_shots(examples: Sequence[Example], k: int, seed: int = 0) -> list[SolvedShot]:

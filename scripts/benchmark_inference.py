@@ -36,11 +36,11 @@ from finqa_dsl.core.chat import encode_prompt  # noqa: E402
 from finqa_dsl.core.context import ContextConfig  # noqa: E402
 from finqa_dsl.core.data import load_examples  # noqa: E402
 from finqa_dsl.core.prompts import build_prompt_records, select_few_shot  # noqa: E402
+from finqa_dsl.core.targets import get_target  # noqa: E402
 from finqa_dsl.inference.engines.prefix import shared_prefix_length  # noqa: E402
 from finqa_dsl.inference.engines.static import generation_config  # noqa: E402
 from finqa_dsl.inference.hf_backend import HFBackend  # noqa: E402
 from finqa_dsl.inference.interface import GenerationSettings  # noqa: E402
-from finqa_dsl.inference.stopping import stop_strings_for  # noqa: E402
 
 PATHS = ("one_by_one", "static_before", "static", "prefix", "continuous")
 
@@ -119,7 +119,7 @@ def generate_with(path: str, model, tokenizer, records, args) -> dict[str, str]:
                                       engine="static", exit_every=0)
     else:
         settings = GenerationSettings(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, engine=path,
-                                      stop_strings=stop_strings_for("program"))
+                                      stop_strings=get_target("program").stop_strings)
     return {record.id: generation.text for record, generation in HFBackend(model, tokenizer)(records, settings)}
 
 

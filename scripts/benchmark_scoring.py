@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from finqa_dsl.core.data import Example, load_examples
-from finqa_dsl.core.metrics import score_predictions
+from finqa_dsl.core.targets import score_predictions
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "FinQA"
 PEER_RUN = "qwen2-5-coder-3b-instruct-full-input_gold-output_program"

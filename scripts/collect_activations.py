@@ -20,7 +20,7 @@ from pathlib import Path
 from finqa_dsl.core.context import INPUT_MODES, ContextConfig
 from finqa_dsl.core.data import DatasetError, load_examples
 from finqa_dsl.core.errors import UsageError
-from finqa_dsl.core.prompts import TARGET_FIELDS
+from finqa_dsl.core.targets import TARGET_FIELDS
 from finqa_dsl.diffing.shards import DTYPES
 
 RECIPES = ("target", "generation")

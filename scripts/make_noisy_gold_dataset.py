@@ -15,7 +15,8 @@ import sys
 from finqa_dsl.core.context import INPUT_MODES, ContextConfig
 from finqa_dsl.core.data import DatasetError, load_examples
 from finqa_dsl.core.io import atomic_write_jsonl
-from finqa_dsl.core.prompts import TARGET_FIELDS, build_prompt_records, select_few_shot
+from finqa_dsl.core.prompts import build_prompt_records, select_few_shot
+from finqa_dsl.core.targets import TARGET_FIELDS
 
 USAGE_ERROR = 2
 

@@ -15,20 +15,17 @@ and exit code 2.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import sys
-from functools import partial
 from pathlib import Path
 
 from finqa_dsl.core.data import DatasetError, load_examples
 from finqa_dsl.core.errors import UsageError
-from finqa_dsl.core.metrics import N_DUPLICATE_IDS, score_predictions
+from finqa_dsl.core.metrics import N_DUPLICATE_IDS
 from finqa_dsl.core.prediction_rows import ID, common_target_field, read_prediction_rows
-from finqa_dsl.core.prompts import TARGET_FIELDS
+from finqa_dsl.core.targets import TARGET_FIELDS, get_target, score_predictions
 from finqa_dsl.runs import files as run_files
-from finqa_dsl.sandbox import Sandbox
-from finqa_dsl.sandbox.generations import execute_generations
+from finqa_dsl.sandbox.generations import code_runner
 
 USAGE_ERROR = 2
 DEFAULT_TARGET_FIELD = "program"
@@ -74,10 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     except (UsageError, DatasetError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return USAGE_ERROR
-    with contextlib.ExitStack() as stack:  # code predictions run in the sandbox, never in this process
-        sandbox = stack.enter_context(Sandbox()) if target_field == "code" else None
+    with code_runner(get_target(target_field)) as run_code:  # code runs in the sandbox, never in this process
         summary = score_predictions(((row[ID], row[text_field]) for row in rows), examples, target_field,
-                                    run_code=sandbox and partial(execute_generations, sandbox))
+                                    run_code=run_code)
     summary.update(predictions_file=str(predictions), gold_file=str(gold), prediction_field=text_field)
     if summary[N_DUPLICATE_IDS]:
         print(f"warning: {predictions}: {summary[N_DUPLICATE_IDS]} line(s) repeat an earlier line's id; each is "

@@ -13,16 +13,14 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import REPO_ROOT, SAMPLE, real_tokenizer, tiny_model
 
-from finqa_dsl.core.metrics import summarize
+from finqa_dsl.core.targets import get_target
 from finqa_dsl.models import loading
 from finqa_dsl.runs import files as run_files
 from finqa_dsl.runs.folder import resolve_run_folder
 from scripts import finetune as driver
 from scripts import score_predictions
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-SAMPLE = REPO_ROOT / "FinQA" / "sample"
 
 
 def flags(*extra: str, test_file: Path | str = SAMPLE / "test.json") -> list[str]:
@@ -206,24 +204,15 @@ def parrot_model(folder: Path, text: str) -> Path:
     writes ``text`` after any chat prompt: attention and MLP add nothing, so each next token depends on the
     current one only, and the embeddings and output layer chain prompt end -> text -> end of turn."""
     import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    from finqa_dsl.models.default_model import DefaultModelUnavailable, default_model_path
-
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(default_model_path())
-    except DefaultModelUnavailable as error:
-        pytest.skip(f"default model tokenizer unavailable: {error}")
+    tokenizer = real_tokenizer("llama")
     prompt = tokenizer.apply_chat_template([{"role": "user", "content": "q"}], tokenize=False,
                                            add_generation_prompt=True)
     chain = [tokenizer(prompt, add_special_tokens=False)["input_ids"][-1],
              *tokenizer(text, add_special_tokens=False)["input_ids"], tokenizer.eos_token_id]
     assert len(set(chain)) == len(chain), "every token of the chain must have one successor"
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=16, num_hidden_layers=1,
-                         num_attention_heads=2, num_key_value_heads=1, bos_token_id=tokenizer.bos_token_id,
-                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-                         tie_word_embeddings=False)
-    model = LlamaForCausalLM(config)
+    model = tiny_model("llama", tokenizer, hidden_size=16, intermediate_size=16, num_hidden_layers=1,
+                       num_attention_heads=2, num_key_value_heads=1, tie_word_embeddings=False)
     with torch.no_grad():
         for parameter in model.parameters():
             parameter.zero_()
@@ -257,7 +246,7 @@ def test_rescoring_a_run_with_no_flag_reproduces_its_test_metrics(in_tmp, capsys
     os.chdir(folder)  # not where the run started: its relative test_file is found from the run folder
     assert score_predictions.main([str(folder / run_files.TEST_PREDICTIONS)]) == 0
     rescored = json.loads(capsys.readouterr().out)
-    scoring_keys = summarize([], target_field).keys()
+    scoring_keys = get_target(target_field).summarize([]).keys()
     assert {key: rescored[key] for key in scoring_keys} == {key: metrics[key] for key in scoring_keys}
     assert (rescored["n_left_out"], rescored["n_duplicate_ids"], rescored["prediction_field"]) == (0, 0, "generation")
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from finqa_dsl.core.metrics import ANSWER_ACCURACY_ABS_1E3, HEADLINE_METRICS, RENAMED_KEYS, summarize
+from finqa_dsl.core.metrics import ANSWER_ACCURACY_ABS_1E3, HEADLINE_METRICS, RENAMED_KEYS
+from finqa_dsl.core.targets import get_target
 from finqa_dsl.runs import files as run_files
 from scripts import compare_runs
 
@@ -36,5 +37,5 @@ def test_resumed_rows_with_keys_of_an_earlier_version_are_summarized():
     old_key = "answer_correct_seed_rule"
     row = {"execution_correct": True, "answer_correct_tolerant": True, "execution_error": None}
     rows = [{**row, old_key: True}, {**row, RENAMED_KEYS[old_key]: False}]
-    summary = summarize(rows, "code")
+    summary = get_target("code").summarize(rows)
     assert (summary[RENAMED_KEYS[old_key]], summary[ANSWER_ACCURACY_ABS_1E3]) == (1, 0.5)

@@ -21,7 +21,8 @@ from conftest import REPO_ROOT
 from finqa_dsl.core import metrics
 from finqa_dsl.core.data import load_examples
 from finqa_dsl.core.dsl import execute, programs_equivalent
-from finqa_dsl.core.metrics import score_answer_prediction, score_predictions
+from finqa_dsl.core.metrics import score_answer_prediction
+from finqa_dsl.core.targets import score_predictions
 
 REAL_SPLITS = {"train.json": 118, "dev.json": 457, "dev_convfinqa_derived.json": 142, "test.json": 770}
 

@@ -11,18 +11,20 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from transformers import Gemma3ForCausalLM, Gemma3TextConfig, LlamaConfig, LlamaForCausalLM, Qwen3NextConfig
+from conftest import tiny_model
+from transformers import LlamaForCausalLM, Qwen3NextConfig
 
 from finqa_dsl.core.context import ContextConfig
 from finqa_dsl.core.data import load_examples
 from finqa_dsl.core.dsl import END_OF_TURN_MARKERS, clean_generation
 from finqa_dsl.core.io import read_jsonl_tolerant
 from finqa_dsl.core.prompts import build_prompt_records, select_few_shot
+from finqa_dsl.core.targets import get_target
 from finqa_dsl.inference.engines.prefix import shared_prefix_length
 from finqa_dsl.inference.hf_backend import HFBackend, resolve_engine
 from finqa_dsl.inference.interface import BATCH_WALL_TIME, IN_FLIGHT, GenerationSettings
 from finqa_dsl.inference.predictions_file import generate_to_file
-from finqa_dsl.inference.stopping import StopRule, stop_strings_for
+from finqa_dsl.inference.stopping import StopRule
 from finqa_dsl.models.default_model import default_model_path
 from tests.test_finetune_e2e import SAMPLE
 
@@ -34,11 +36,8 @@ def tokenizer(default_tokenizer):
 
 @pytest.fixture(scope="module")
 def model(tokenizer):
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, initializer_range=0.5,
-                         max_position_embeddings=4096, eos_token_id=tokenizer.eos_token_id)
-    return LlamaForCausalLM(config).eval()
+    return tiny_model("llama", vocab_size=len(tokenizer), initializer_range=0.5, max_position_embeddings=4096,
+                      eos_token_id=tokenizer.eos_token_id).eval()
 
 
 def _records(tokenizer, k: int, n: int = 5):
@@ -92,11 +91,8 @@ def test_every_engine_gives_the_one_by_one_greedy_outputs_of_the_real_default_mo
 def test_prefix_engine_on_a_sliding_window_model_gives_the_one_by_one_outputs(tokenizer, zero_shot):
     """Gemma-3's layout with a sliding window of 8 tokens, far shorter than the prompts: no cascade attention
     (:func:`finqa_dsl.inference.engines.cascade_attention.can_cascade`), the prefix is copied into every row."""
-    torch.manual_seed(0)
-    config = Gemma3TextConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                              num_attention_heads=4, num_key_value_heads=2, head_dim=8, sliding_window=8,
-                              layer_types=["sliding_attention", "full_attention"], initializer_range=0.5)
-    model = Gemma3ForCausalLM(config).eval()
+    model = tiny_model("gemma3", vocab_size=len(tokenizer), sliding_window=8,
+                       layer_types=["sliding_attention", "full_attention"], initializer_range=0.5).eval()
     one_by_one = _outputs(_run(model, tokenizer, zero_shot, engine="static", batch_size=1))
     assert len({text for text, _ in one_by_one.values()}) > 1, "prompts must lead to different generations"
     assert _outputs(_run(model, tokenizer, zero_shot, engine="prefix", batch_size=3)) == one_by_one
@@ -198,10 +194,7 @@ def test_generation_stops_right_after_a_stop_string(tokenizer, zero_shot, engine
 
 def _always_writes_a(tokenizer) -> LlamaForCausalLM:
     """A random Llama whose output layer adds 100 to the logit of "a": greedy writes "a" at every step."""
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                         num_attention_heads=4, num_key_value_heads=2)
-    model = LlamaForCausalLM(config).eval()
+    model = tiny_model("llama", vocab_size=len(tokenizer), num_hidden_layers=1).eval()
     bias = torch.zeros(len(tokenizer))
     bias[tokenizer.convert_tokens_to_ids("a")] = 100.0
     model.lm_head.register_forward_hook(lambda _module, _args, logits: logits + bias)
@@ -210,7 +203,7 @@ def _always_writes_a(tokenizer) -> LlamaForCausalLM:
 
 def test_program_stop_strings_change_nothing_that_is_parsed(tokenizer):
     """The program target stops at end-of-turn markers written as text; clean_generation cuts there anyway."""
-    rule = StopRule(token_ids=(tokenizer.eos_token_id,), strings=stop_strings_for("program"))
+    rule = StopRule(token_ids=(tokenizer.eos_token_id,), strings=get_target("program").stop_strings)
     assert set(rule.strings) == set(END_OF_TURN_MARKERS)
     for marker in END_OF_TURN_MARKERS:
         written = f"subtract(5829, 5735), divide(#0, 5735) EOF{marker}\nadd(1, 2) and more text"

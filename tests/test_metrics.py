@@ -8,14 +8,8 @@ import pytest
 from finqa_dsl.core import metrics
 from finqa_dsl.core.data import Example
 from finqa_dsl.core.dsl import Reason
-from finqa_dsl.core.metrics import (
-    latency_stats,
-    score_answer_prediction,
-    score_prediction,
-    score_predictions,
-    score_program_prediction,
-    summarize,
-)
+from finqa_dsl.core.metrics import latency_stats, score_answer_prediction, score_program_prediction
+from finqa_dsl.core.targets import get_target, score_predictions
 
 
 def example(example_id="ETR/2016/page_23.pdf-2", program="subtract(5829, 5735)", exe_ans=94.0, answer="94",
@@ -41,11 +35,11 @@ def test_score_program_prediction(prediction, value, reason, execution_correct, 
 
 
 def test_program_row_is_json_ready():
-    row = score_prediction("divide(1, 0)", example(), "program")
+    row = get_target("program").score("divide(1, 0)", example())
     assert row == {metrics.EXECUTED_VALUE: None, metrics.EXECUTION_ERROR: "division_by_zero",
                    metrics.EXECUTION_CORRECT: False, metrics.PROGRAM_CORRECT: False,
                    metrics.FAILURE_REASON: "division_by_zero"}
-    overflowing = score_prediction("exp(10, 308), multiply(#0, 10)", example(), "program")
+    overflowing = get_target("program").score("exp(10, 308), multiply(#0, 10)", example())
     assert overflowing[metrics.EXECUTED_VALUE] == "inf"
 
 
@@ -85,9 +79,9 @@ def test_answer_values():
 
 
 def test_summarize_program_rows():
-    rows = [score_prediction(text, example(), "program") for text in
+    rows = [get_target("program").score(text, example()) for text in
             ("subtract(5829, 5735)", "add(94, 0)", "divide(1, 0)", "sum(1, 2)")]
-    assert summarize(rows, "program") == {
+    assert get_target("program").summarize(rows) == {
         metrics.TARGET_FIELD: "program", metrics.N: 4,
         metrics.EXECUTION_CORRECT: 2, metrics.PROGRAM_CORRECT: 1,
         metrics.EXECUTION_ACCURACY: 0.5, metrics.PROGRAM_ACCURACY: 0.25,
@@ -96,16 +90,16 @@ def test_summarize_program_rows():
 
 
 def test_summarize_answer_rows_and_empty_input():
-    rows = [score_prediction(text, example(), "numerical") for text in ("94.0", "94.05", "12")]
-    summary = summarize(rows, "numerical")
+    rows = [get_target("numerical").score(text, example()) for text in ("94.0", "94.05", "12")]
+    summary = get_target("numerical").summarize(rows)
     assert (summary[metrics.ANSWER_CORRECT_STRICT], summary[metrics.ANSWER_CORRECT_TOLERANT]) == (1, 2)
     assert summary[metrics.ANSWER_ACCURACY_TOLERANT] == pytest.approx(2 / 3)
     assert summary[metrics.PROGRAM_ACCURACY] is None
-    assert summarize([], "program")[metrics.EXECUTION_ACCURACY] is None
+    assert get_target("program").summarize([])[metrics.EXECUTION_ACCURACY] is None
     with pytest.raises(ValueError, match="target_field"):
-        summarize([], "python")
+        get_target("python").summarize([])
     with pytest.raises(ValueError, match="execution_correct"):
-        summarize([{"id": "x"}], "program")
+        get_target("program").summarize([{"id": "x"}])
 
 
 def test_score_predictions_joins_by_id_and_counts_what_it_leaves_out():
@@ -140,4 +134,4 @@ def test_latency_stats_match_numpy_linear_percentiles():
     ("ninety-four", "numerical", metrics.UNPARSEABLE),
 ])
 def test_failure_reason_says_why_a_prediction_is_wrong(prediction, target_field, reason):
-    assert score_prediction(prediction, example(), target_field)[metrics.FAILURE_REASON] == reason
+    assert get_target(target_field).score(prediction, example())[metrics.FAILURE_REASON] == reason

@@ -11,16 +11,13 @@ from finqa_dsl.core.data import DatasetError, load_examples
 from finqa_dsl.core.dsl import OPERATIONS
 from finqa_dsl.core.prompts import (
     ANSWER_CUE,
-    INSTRUCTIONS,
-    TARGET_FIELDS,
     Exemplar,
     build_messages,
     build_prompt_records,
-    canonical_number,
     render_prompt,
     select_few_shot,
-    target_text,
 )
+from finqa_dsl.core.targets import TARGET_FIELDS, canonical_number, get_target
 
 QWEN, GEMMA, MISTRAL = MODELS = ("qwen2.5-0.5b-instruct", "gemma-3-1b-it", "mistral-7b-instruct-v0.3")
 GOLD, ALL = ContextConfig("gold"), ContextConfig("all")
@@ -49,13 +46,15 @@ def test_split(real_finqa_dir):
 
 def test_targets(train):
     example = train[0]
-    assert target_text(example, "program") == "divide(9896, 23.6%)"
-    assert target_text(example, "numerical") == "41932.20339"
-    assert target_text(example, "answer") == "41932"
-    assert target_text(example, "code").startswith("```python\n") and "\nans = " in target_text(example, "code")
+    assert get_target("program").gold_text(example) == "divide(9896, 23.6%)"
+    assert get_target("numerical").gold_text(example) == "41932.20339"
+    assert get_target("answer").gold_text(example) == "41932"
+    code = get_target("code").gold_text(example)
+    assert code.startswith("```python\n") and "\nans = " in code
     with pytest.raises(ValueError, match="target_field must be one of program, numerical, answer, code"):
-        target_text(example, "python")
-    assert set(INSTRUCTIONS) == set(TARGET_FIELDS)
+        get_target("python").gold_text(example)
+    assert TARGET_FIELDS == ("program", "numerical", "answer", "code")
+    assert len({get_target(name).instruction for name in TARGET_FIELDS}) == len(TARGET_FIELDS)
 
 
 @pytest.mark.parametrize(("value", "text"), [
@@ -68,7 +67,7 @@ def test_canonical_number(value, text):
 
 def test_numerical_targets_read_back_as_exe_ans(train, dev, test_split):
     for example in [*train, *dev, *test_split]:
-        text = target_text(example, "numerical")
+        text = get_target("numerical").gold_text(example)
         if isinstance(example.exe_ans, float):
             assert "e" not in text and not text.endswith(".0")
             assert float(text) == example.exe_ans
@@ -79,31 +78,31 @@ def test_numerical_targets_read_back_as_exe_ans(train, dev, test_split):
 def test_answer_target_needs_qa_answer(test_split):
     reduced = next(example for example in test_split if example.answer is None)
     with pytest.raises(DatasetError, match=f"record {reduced.id}: field 'qa.answer': an answer, required by"):
-        target_text(reduced, "answer")
+        get_target("answer").gold_text(reduced)
 
 
 def test_program_instruction_names_every_operation():
     for operation in OPERATIONS:
-        assert operation in INSTRUCTIONS["program"]
+        assert operation in get_target("program").instruction
 
 
 def test_messages_with_and_without_system_role():
     shot = Exemplar("X/2019/page_1.pdf-1", "what was it?", "| a | 1 |", "add(1, 2)")
     messages = build_messages("how much?", "some context", "numerical", [shot])
     assert [m["role"] for m in messages] == ["system", "user", "assistant", "user"]
-    assert messages[0]["content"] == INSTRUCTIONS["numerical"]
+    assert messages[0]["content"] == get_target("numerical").instruction
     assert messages[1]["content"] == "Question: what was it?\nContext:\n| a | 1 |"
     assert messages[2]["content"] == "add(1, 2)"
     assert messages[3]["content"] == "Question: how much?\nContext:\nsome context"
     folded = build_messages("how much?", "some context", "numerical", [shot], use_system_role=False)
     assert [m["role"] for m in folded] == ["user", "assistant", "user"]
-    assert folded[0]["content"] == f"{INSTRUCTIONS['numerical']}\n\n{messages[1]['content']}"
+    assert folded[0]["content"] == f"{get_target('numerical').instruction}\n\n{messages[1]['content']}"
 
 
 def test_qwen_chat_template(tokenizers, train):
     context = build_context(train[0], GOLD).render()
     prompt = render_prompt(build_messages(train[0].question, context, "program"), tokenizers[QWEN])
-    assert prompt.startswith(f"<|im_start|>system\n{INSTRUCTIONS['program']}<|im_end|>\n<|im_start|>user\n")
+    assert prompt.startswith(f"<|im_start|>system\n{get_target('program').instruction}<|im_end|>\n<|im_start|>user\n")
     assert prompt.endswith(f"{context}<|im_end|>\n<|im_start|>assistant\n")
     assert "You are Qwen" not in prompt  # our system message replaces the template's default
 
@@ -115,7 +114,7 @@ def test_gemma_folds_the_system_message_into_the_first_user_turn(tokenizers, tra
     single_user = render_prompt(build_messages(train[0].question, context, "program", use_system_role=False),
                                 tokenizer)
     assert with_system == single_user
-    assert with_system.startswith(f"<bos><start_of_turn>user\n{INSTRUCTIONS['program']}\n\nQuestion: ")
+    assert with_system.startswith(f"<bos><start_of_turn>user\n{get_target('program').instruction}\n\nQuestion: ")
     assert with_system.endswith("<end_of_turn>\n<start_of_turn>model\n")
 
 
@@ -124,7 +123,7 @@ def test_mistral_without_chat_template_gets_the_plain_format(tokenizers, train):
     assert not tokenizer.chat_template
     context = build_context(train[0], GOLD).render()
     prompt = render_prompt(build_messages(train[0].question, context, "program"), tokenizer)
-    assert prompt == (f"{INSTRUCTIONS['program']}\n\nQuestion: {train[0].question}\nContext:\n{context}\n"
+    assert prompt == (f"{get_target('program').instruction}\n\nQuestion: {train[0].question}\nContext:\n{context}\n"
                       f"{ANSWER_CUE}")
     assert render_prompt(build_messages(train[0].question, context, "program")) == prompt  # no tokenizer
 
@@ -243,4 +242,4 @@ def test_records_without_a_budget_are_not_counted(train):
 def test_task_instruction_replaces_the_built_in_one():
     messages = build_messages("what is x?", "| x | 1 |", "program", instruction="Write the program.")
     assert messages[0] == {"role": "system", "content": "Write the program."}
-    assert INSTRUCTIONS["program"] not in str(messages)
+    assert get_target("program").instruction not in str(messages)

@@ -6,8 +6,7 @@ once (the other keys of a predictions row: :mod:`finqa_dsl.core.prediction_rows`
 from __future__ import annotations
 
 import math
-from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,8 +15,7 @@ import numpy as np
 from finqa_dsl.core import prediction_rows as row_keys
 from finqa_dsl.core.data import Example
 from finqa_dsl.core.dsl import NO, YES, Reason, clean_generation, execute, programs_equivalent, tokenize
-from finqa_dsl.core.prompts import TARGET_FIELDS
-from finqa_dsl.core.python_code import NO_CODE, CodeExecution, extract_code
+from finqa_dsl.core.python_code import NO_CODE, CodeExecution
 
 # Summary keys.
 N = "n"
@@ -181,107 +179,10 @@ def score_code_prediction(execution: CodeExecution, example: Example) -> dict[st
             FAILURE_REASON: reason or (None if correct else WRONG_VALUE)}
 
 
-def score_prediction(prediction: str, example: Example, target_field: str,
-                     execution: CodeExecution | None = None) -> dict[str, Any]:
-    """The per-prediction fields for ``target_field``, JSON-ready (what a predictions row carries). A ``code``
-    prediction needs the ``execution`` of its code (run in the sandbox by the caller)."""
-    _check_target_field(target_field)
-    if target_field == "code":
-        if execution is None:
-            raise ValueError("a code prediction is scored from its execution: run it in the sandbox first")
-        return score_code_prediction(execution, example)
-    if target_field == "program":
-        row = score_program_prediction(prediction, example).as_row()
-        failed = row[EXECUTION_ERROR] or (None if row[EXECUTION_CORRECT] else WRONG_VALUE)
-    else:
-        row = score_answer_prediction(prediction, gold_target(example, target_field)).as_row()
-        failed = None if row[ANSWER_CORRECT_TOLERANT] else UNPARSEABLE if row[PREDICTED_VALUE] is None \
-            else WRONG_VALUE
-    return {**row, FAILURE_REASON: failed}
-
-
-def prediction_row_fields(generation: str, example: Example, target_field: str, target: str,
-                          execution: CodeExecution | None = None) -> dict[str, Any]:
-    """What the driver adds to a predictions row: the target field, the parsed prediction, the gold and the
-    scores of :func:`score_prediction`. ``target`` is the gold text the model is taught to write."""
-    parsed = clean_generation(generation) if target_field == "program" else \
-        extract_code(generation) if target_field == "code" else generation.strip()
-    return {row_keys.TARGET_FIELD: target_field, row_keys.PARSED_PREDICTION: parsed, row_keys.TARGET: target,
-            row_keys.GOLD_PROGRAM: example.program, row_keys.GOLD_EXE_ANS: example.exe_ans,
-            row_keys.GOLD_ANSWER: example.answer, **score_prediction(generation, example, target_field, execution)}
-
-
-def gold_target(example: Example, target_field: str) -> float | str | None:
-    """The gold value a ``numerical`` / ``answer`` prediction is compared with (None when absent)."""
-    return example.exe_ans if target_field == "numerical" else example.answer
-
-
 def with_current_keys(values: Mapping[str, Any]) -> dict[str, Any]:
     """``values`` (a metrics object or a scored predictions row) with the keys of :data:`RENAMED_KEYS` that an
     earlier version wrote read as today's: the one place where old files are mapped to the current names."""
     return {RENAMED_KEYS.get(key, key): value for key, value in values.items()}
-
-
-def summarize(rows: Iterable[Mapping[str, Any]], target_field: str) -> dict[str, Any]:
-    """Counts and accuracies over scored rows (each with the fields of :func:`score_prediction`).
-
-    Program metrics are None for the numerical/answer targets (no program is run); accuracies are None
-    when there are no rows.
-    """
-    _check_target_field(target_field)
-    rows = [with_current_keys(row) for row in rows]
-    summary: dict[str, Any] = {TARGET_FIELD: target_field, N: len(rows)}
-    if target_field == "code":
-        executed, tolerant, within = (_count(rows, key) for key in (EXECUTION_CORRECT, ANSWER_CORRECT_TOLERANT,
-                                                                     ANSWER_CORRECT_ABS_1E3))
-        errors = Counter(row[EXECUTION_ERROR] for row in rows if row[EXECUTION_ERROR] is not None)
-        return {**summary, EXECUTION_CORRECT: executed, EXECUTION_ACCURACY: _ratio(executed, rows),
-                PROGRAM_CORRECT: None, PROGRAM_ACCURACY: None, ANSWER_CORRECT_TOLERANT: tolerant,
-                ANSWER_ACCURACY_TOLERANT: _ratio(tolerant, rows), ANSWER_CORRECT_ABS_1E3: within,
-                ANSWER_ACCURACY_ABS_1E3: _ratio(within, rows), EXECUTION_ERRORS: dict(sorted(errors.items()))}
-    if target_field == "program":
-        executed, equivalent = _count(rows, EXECUTION_CORRECT), _count(rows, PROGRAM_CORRECT)
-        errors = Counter(row[EXECUTION_ERROR] for row in rows if row[EXECUTION_ERROR] is not None)
-        return {**summary, EXECUTION_CORRECT: executed, PROGRAM_CORRECT: equivalent,
-                EXECUTION_ACCURACY: _ratio(executed, rows), PROGRAM_ACCURACY: _ratio(equivalent, rows),
-                EXECUTION_ERRORS: dict(sorted(errors.items()))}
-    strict, tolerant = _count(rows, ANSWER_CORRECT_STRICT), _count(rows, ANSWER_CORRECT_TOLERANT)
-    return {**summary, EXECUTION_CORRECT: None, PROGRAM_CORRECT: None, EXECUTION_ACCURACY: None,
-            PROGRAM_ACCURACY: None, ANSWER_CORRECT_STRICT: strict, ANSWER_CORRECT_TOLERANT: tolerant,
-            ANSWER_ACCURACY_STRICT: _ratio(strict, rows), ANSWER_ACCURACY_TOLERANT: _ratio(tolerant, rows)}
-
-
-def score_predictions(predictions: Iterable[tuple[str, str]], examples: Iterable[Example],
-                      target_field: str,
-                      run_code: Callable[[list[str]], list[CodeExecution]] | None = None) -> dict[str, Any]:
-    """Join ``(id, prediction text)`` pairs to gold examples by id, score and summarize them.
-
-    Ids absent from the gold are left out and counted (``n_left_out``), as are examples without the gold
-    target (``n_missing_gold``). Every joined prediction counts, duplicates included, as official does;
-    ``n_duplicate_ids`` says how many predictions repeat an earlier one's id. ``run_code`` (the ``code`` target)
-    runs the generations' code, e.g. in the sandbox, and returns one :class:`CodeExecution` per generation.
-    """
-    _check_target_field(target_field)
-    by_id = {example.id: example for example in examples}
-    joined, left_out, missing_gold, seen, duplicates = [], 0, 0, set(), 0
-    for example_id, prediction in predictions:
-        duplicates += example_id in seen
-        seen.add(example_id)
-        example = by_id.get(example_id)
-        if example is None:
-            left_out += 1
-        elif target_field in ("numerical", "answer") and gold_target(example, target_field) is None:
-            missing_gold += 1
-        else:
-            joined.append((prediction, example))
-    if target_field == "code" and run_code is None:
-        raise ValueError("scoring code predictions needs run_code (e.g. the sandbox)")
-    executions = run_code([prediction for prediction, _ in joined]) if target_field == "code" else \
-        [None] * len(joined)
-    rows = [score_prediction(prediction, example, target_field, execution)
-            for (prediction, example), execution in zip(joined, executions, strict=True)]
-    return {**summarize(rows, target_field), N_LEFT_OUT: left_out, N_MISSING_GOLD: missing_gold,
-            N_DUPLICATE_IDS: duplicates}
 
 
 def latency_stats(latencies_ms: Sequence[float]) -> dict[str, float | None]:
@@ -314,20 +215,12 @@ def inference_totals(rows: Sequence[Mapping[str, Any]], *, generated: int, sessi
     }
 
 
-def _check_target_field(target_field: str) -> None:
-    if target_field not in TARGET_FIELDS:
-        raise ValueError(f"target_field must be one of {', '.join(TARGET_FIELDS)}, got {target_field!r}")
-
-
-def _count(rows: list[Mapping[str, Any]], field: str) -> int:
+def count_true(rows: list[Mapping[str, Any]], field: str) -> int:
+    """How many scored ``rows`` have ``field`` true (ValueError naming the field when a row lacks it)."""
     try:
         return sum(bool(row[field]) for row in rows)
     except KeyError:
         raise ValueError(f"a scored row lacks {field!r}: rows must carry score_prediction's fields") from None
-
-
-def _ratio(count: int, rows: list) -> float | None:
-    return count / len(rows) if rows else None
 
 
 def _json_value(value: float | str | None) -> float | str | None:

@@ -2,7 +2,7 @@
 file of them back with a one-line error for any bad line.
 
 A row written by the driver holds what generation gave (``id`` .. ``batch_size``), what the prediction is
-(``target_field``) and the scores of :func:`finqa_dsl.core.metrics.prediction_row_fields`. Files of other
+(``target_field``) and the scores of :meth:`finqa_dsl.core.targets.Target.row_fields`. Files of other
 tools (or of older versions) may carry the prediction text under ``prediction`` instead of ``generation``.
 """
 

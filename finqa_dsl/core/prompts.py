@@ -9,47 +9,14 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import asdict, dataclass
-from decimal import Decimal
 from functools import partial
 from itertools import accumulate
 
 from finqa_dsl.core.chat import encode_prompt, encode_text, uses_chat_template
 from finqa_dsl.core.context import Context, ContextConfig, build_context
 from finqa_dsl.core.data import DatasetError, Example
-from finqa_dsl.core.gold_transpiler import TranspileError, transpile
-from finqa_dsl.core.python_code import fenced
+from finqa_dsl.core.targets import get_target
 
-TARGET_FIELDS = ("program", "numerical", "answer", "code")
-CODE_COLUMN = "generated_code"  # a teacher CSV's code, the code target when an example has it
-
-_TASK = "You answer questions about a company's financial report, using the context given with the question."
-INSTRUCTIONS = {
-    "program": (
-        f"{_TASK} Write a FinQA program that computes the answer: steps op(arg1, arg2) separated by "
-        '", ", all on one line.\n'
-        "Operations: add, subtract, multiply, divide; exp(a, b) is a to the power b; greater(a, b) is "
-        "yes if a > b, else no; table_max, table_min, table_sum, table_average(row name, none) work on "
-        "the numbers of a table row, named exactly as the first cell of that row.\n"
-        "Arguments: numbers copied from the context without '$' (a percentage keeps its '%', e.g. 23.6%); "
-        "#N, the result of step N (counting from 0); constants const_m1 (-1) and const_N for the number N "
-        "(const_1, const_2, const_100, const_1000, ...).\n"
-        "Reply with the program only, e.g. subtract(5829, 5735), divide(#0, 5735)"
-    ),
-    "numerical": (
-        f"{_TASK} Reply with the result as a plain number only: no units, '$', '%' or words; a percentage "
-        "as a fraction (14.5% is 0.145), at most 5 decimals; yes or no for a comparison."
-    ),
-    "answer": (
-        f"{_TASK} Reply with the final answer only, written as in a financial report "
-        "(e.g. 14.5%, $ 193 million, 41932, yes)."
-    ),
-    "code": (
-        f"{_TASK} Write Python that computes the answer: assign each number you take from the context to a "
-        "variable with a meaningful name, compute step by step, and put the final result in a variable named "
-        "`ans` (a number, a percentage as a fraction such as 0.145, or True/False for a yes/no question). "
-        "No imports, no printing. Reply with the code only, in one ```python fenced block."
-    ),
-}
 ANSWER_CUE = "Answer:\n"  # ends a plain-text prompt; the target follows on the next line
 
 
@@ -98,57 +65,17 @@ class TruncationStats:
         return asdict(self)
 
 
-def canonical_number(value: float | str) -> str:
-    """exe_ans as plain decimal text: 94.0 -> '94', 1e-05 -> '0.00001'; 'yes'/'no' unchanged."""
-    if isinstance(value, str):
-        return value
-    text = format(Decimal(repr(float(value))), "f")
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    return "0" if text == "-0" else text
-
-
-def target_text(example: Example, target_field: str) -> str:
-    """What the model should write for ``example``: qa.program, exe_ans as a number, qa.answer, or Python code in a
-    fenced block (the example's ``generated_code`` from a teacher CSV, else its gold program transpiled by
-    :func:`finqa_dsl.core.gold_transpiler.transpile`)."""
-    _check_target_field(target_field)
-    if target_field == "code":
-        return fenced(_code(example))
-    if target_field == "program":
-        return example.program
-    if target_field == "numerical":
-        return canonical_number(example.exe_ans)
-    if example.answer is None:
-        raise DatasetError.for_field(
-            example.source, example.id, "qa.answer", "an answer, required by target_field 'answer'"
-        )
-    return example.answer
-
-
-def _code(example: Example) -> str:
-    code = example.raw.get(CODE_COLUMN)
-    if code:
-        return code
-    try:
-        return transpile(example)
-    except TranspileError as error:
-        raise DatasetError.for_field(example.source, example.id, CODE_COLUMN,
-                                     f"teacher code, and the gold program cannot stand in for it ({error})") from None
-
-
 def build_messages(question: str, context_text: str, target_field: str, few_shot: Sequence[Exemplar] = (),
                    *, use_system_role: bool = True, instruction: str | None = None) -> list[dict]:
     """Chat messages: the instruction (as a system message, or leading the first user message), the
     few-shot exemplars as earlier user/assistant turns, then the question. ``instruction`` replaces the
     built-in one of ``target_field``."""
-    _check_target_field(target_field)
     turns: list[dict] = []
     for exemplar in few_shot:
         turns.append({"role": "user", "content": _user_content(exemplar.question, exemplar.context)})
         turns.append({"role": "assistant", "content": exemplar.target})
     turns.append({"role": "user", "content": _user_content(question, context_text)})
-    instruction = instruction or INSTRUCTIONS[target_field]
+    instruction = instruction or get_target(target_field).instruction
     if use_system_role:
         return [{"role": "system", "content": instruction}, *turns]
     turns[0] = {"role": "user", "content": f"{instruction}\n\n{turns[0]['content']}"}
@@ -172,7 +99,7 @@ def render_prompt(messages: list[dict], tokenizer=None) -> str:
 def exemplar(example: Example, target_field: str, context_config: ContextConfig) -> Exemplar:
     """``example`` solved, as a few-shot turn: its context for ``context_config`` and its target."""
     context = build_context(example, context_config).render()
-    return Exemplar(example.id, example.question, context, target_text(example, target_field))
+    return Exemplar(example.id, example.question, context, get_target(target_field).gold_text(example))
 
 
 def select_few_shot(examples: Sequence[Example], k: int, *, target_field: str, context_config: ContextConfig,
@@ -219,7 +146,7 @@ def build_prompt_records(
                                   use_system_role=use_system_role, instruction=instruction)
         return render_prompt(messages, tokenizer)
 
-    targets = [target_text(example, target_field) for example in examples]
+    targets = [get_target(target_field).gold_text(example) for example in examples]
     full_contexts = [build_context(example, context_config) for example in examples]
     prompts = [prompt_for(example, context) for example, context in zip(examples, full_contexts, strict=True)]
     fitted: list[tuple[Context, str, int | None]] = [
@@ -318,8 +245,3 @@ def _fewest_dropped(guess: int, n: int) -> Generator[int, bool, int]:
 
 def _user_content(question: str, context_text: str) -> str:
     return f"Question: {question}\nContext:\n{context_text}"
-
-
-def _check_target_field(target_field: str) -> None:
-    if target_field not in TARGET_FIELDS:
-        raise ValueError(f"target_field must be one of {', '.join(TARGET_FIELDS)}, got {target_field!r}")

@@ -12,9 +12,8 @@ from pathlib import Path
 
 from finqa_dsl.core.context import INPUT_MODES
 from finqa_dsl.core.errors import UsageError
-from finqa_dsl.core.prompts import TARGET_FIELDS
+from finqa_dsl.core.targets import TARGET_FIELDS, get_target
 from finqa_dsl.inference.interface import GenerationSettings, check_settings
-from finqa_dsl.inference.stopping import stop_strings_for
 from finqa_dsl.training.options import TARGET_ONLY, check_loss_implementation
 
 WANDB_MODES = ("online", "offline", "disabled")
@@ -195,5 +194,5 @@ def generation_settings(generation: GenerationArguments, target_field: str) -> G
         max_new_tokens=generation.generation_max_new_tokens, num_beams=generation.generation_num_beams,
         do_sample=generation.generation_do_sample, temperature=generation.generation_temperature,
         top_p=generation.generation_top_p, batch_size=generation.inference_batch_size,
-        engine=generation.inference_engine, stop_strings=stop_strings_for(target_field),
+        engine=generation.inference_engine, stop_strings=get_target(target_field).stop_strings,
     )

@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 import os
@@ -15,7 +14,8 @@ from typing import Any
 
 from finqa_dsl.core import prediction_rows as row_keys
 from finqa_dsl.core.io import atomic_write_json, atomic_write_jsonl, read_jsonl_tolerant
-from finqa_dsl.core.metrics import inference_totals, prediction_row_fields, summarize
+from finqa_dsl.core.metrics import inference_totals
+from finqa_dsl.core.targets import get_target
 from finqa_dsl.driver.plan import PromptSplit, RunPlan
 from finqa_dsl.inference.hf_backend import HFBackend
 from finqa_dsl.inference.predictions_file import finished_rows
@@ -24,8 +24,7 @@ from finqa_dsl.runs.plots import plot_latency_histogram, plot_loss_curves
 from finqa_dsl.runs.processes import from_main_process
 from finqa_dsl.runs.timing import Timing
 from finqa_dsl.runs.wandb_reporter import WandbReporter
-from finqa_dsl.sandbox import Sandbox
-from finqa_dsl.sandbox.generations import execute_generations
+from finqa_dsl.sandbox.generations import code_runner
 
 logger = logging.getLogger(__name__)
 
@@ -129,14 +128,13 @@ def _generate_test_predictions(backend, test: PromptSplit, plan: RunPlan):
     predictions file, split across the plan's processes."""
     from finqa_dsl.inference.distributed import generate_across_processes
 
-    target_field = plan.data_args.target_field
+    target = get_target(plan.data_args.target_field)
     by_id = {example.id: example for example in test.examples}
-    with contextlib.ExitStack() as stack:
-        sandbox = stack.enter_context(Sandbox()) if target_field == "code" else None
+    with code_runner(target) as run_code:
 
         def score(record, generation: str) -> dict[str, Any]:
-            execution = execute_generations(sandbox, [generation])[0] if sandbox is not None else None
-            return prediction_row_fields(generation, by_id[record.id], target_field, record.target, execution)
+            execution = run_code([generation])[0] if run_code else None
+            return target.row_fields(generation, by_id[record.id], record.target, execution)
 
         return generate_across_processes(backend, test.records, plan.folder / run_files.TEST_PREDICTIONS,
                                          settings=plan.generation_settings, state=plan.state, annotate=score)
@@ -151,7 +149,7 @@ def _write_test_metrics(plan: RunPlan, generation_stats, timing: Timing) -> tupl
     atomic_write_jsonl(folder / run_files.TEST_LATENCIES,
                        ({row_keys.ID: row[row_keys.ID], row_keys.LATENCY_MS: row[row_keys.LATENCY_MS]} for row in rows))
     metrics: dict[str, Any] = {
-        **summarize(rows, data_args.target_field),
+        **get_target(data_args.target_field).summarize(rows),
         **inference_totals(rows, generated=generation_stats.generated,
                            session_seconds=timing.values["test_inference_duration_seconds"],
                            session_new_tokens=generation_stats.new_tokens),

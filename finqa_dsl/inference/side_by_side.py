@@ -12,12 +12,12 @@ from typing import Any
 from finqa_dsl.core import prediction_rows as row_keys
 from finqa_dsl.core.context import ContextConfig
 from finqa_dsl.core.data import Example
-from finqa_dsl.core.dsl import clean_generation, execute, tokenize
-from finqa_dsl.core.metrics import EXECUTED_VALUE, EXECUTION_ERROR, score_prediction
 from finqa_dsl.core.prompts import build_messages, build_prompt_records, render_prompt
+from finqa_dsl.core.targets import Target, get_target
 from finqa_dsl.inference.engines.static import generate
 from finqa_dsl.inference.interface import GenerationSettings
 from finqa_dsl.models.loading import adapter_base, is_adapter_dir, load_model, load_tokenizer
+from finqa_dsl.sandbox.generations import CodeRunner, code_runner
 
 
 @dataclass(frozen=True)
@@ -37,17 +37,19 @@ def prompt_for_question(question: str, context: str, tokenizer, target_field: st
     return Prompt("question", question, render_prompt(build_messages(question, context, target_field), tokenizer))
 
 
-def answer(model, tokenizer, prompt: Prompt, settings: GenerationSettings, target_field: str,
-           example: Example | None) -> dict[str, Any]:
-    """One greedy generation for ``prompt``, parsed, executed (programs) and scored against ``example``."""
+def answer(model, tokenizer, prompt: Prompt, settings: GenerationSettings, target: Target,
+           example: Example | None, run_code: CodeRunner | None) -> dict[str, Any]:
+    """One greedy generation for ``prompt``, parsed, executed (code by ``run_code``, in the sandbox) and scored
+    against ``example`` (executed only, without one)."""
     (_, generation), = generate(model, tokenizer, [prompt], settings)
     row: dict[str, Any] = {row_keys.GENERATION: generation.text, row_keys.NEW_TOKENS: generation.new_tokens,
-                           row_keys.LATENCY_MS: round(generation.latency_ms, 1)}
+                           row_keys.LATENCY_MS: round(generation.latency_ms, 1),
+                           row_keys.PARSED_PREDICTION: target.parse(generation.text)}
+    execution = run_code([generation.text])[0] if run_code else None
     if example is not None:
-        row.update(score_prediction(generation.text, example, target_field))
-    elif target_field == "program":
-        execution = execute(tokenize(clean_generation(generation.text)), ())
-        row.update({EXECUTED_VALUE: execution.value, EXECUTION_ERROR: execution.reason})
+        row.update(target.score(generation.text, example, execution))
+    else:
+        row.update(target.execute_alone(generation.text, execution))
     return row
 
 
@@ -65,20 +67,22 @@ def compare(finetuned: str, base: str | None, *, example: Example | None, questi
         return prompt_for_example(example, tokenizer, target_field, config) if example is not None \
             else prompt_for_question(question, context, tokenizer, target_field)
 
+    target = get_target(target_field)
     tokenizer = load_tokenizer(finetuned)
     prompt = prompt_with(tokenizer)
     tuned_model = load_model(finetuned)
-    if is_adapter_dir(finetuned) and base == adapter_base(finetuned):
-        with tuned_model.disable_adapter():
-            base_row = answer(tuned_model, tokenizer, prompt, settings, target_field, example)
-    else:
-        base_tokenizer = load_tokenizer(base)
-        base_row = answer(load_model(base), base_tokenizer, prompt_with(base_tokenizer), settings, target_field,
-                          example)
+    with code_runner(target) as run_code:
+        if is_adapter_dir(finetuned) and base == adapter_base(finetuned):
+            with tuned_model.disable_adapter():
+                base_row = answer(tuned_model, tokenizer, prompt, settings, target, example, run_code)
+        else:
+            base_tokenizer = load_tokenizer(base)
+            base_row = answer(load_model(base), base_tokenizer, prompt_with(base_tokenizer), settings, target,
+                              example, run_code)
+        tuned_row = answer(tuned_model, tokenizer, prompt, settings, target, example, run_code)
     result = {row_keys.ID: prompt.id, row_keys.QUESTION: prompt.question, row_keys.PROMPT: prompt.prompt,
               row_keys.TARGET_FIELD: target_field,
-              "base_model": base, "finetuned_model": finetuned, "base": base_row,
-              "finetuned": answer(tuned_model, tokenizer, prompt, settings, target_field, example)}
+              "base_model": base, "finetuned_model": finetuned, "base": base_row, "finetuned": tuned_row}
     if example is not None:
         result.update({row_keys.GOLD_PROGRAM: example.program, row_keys.GOLD_EXE_ANS: example.exe_ans,
                        row_keys.GOLD_ANSWER: example.answer})

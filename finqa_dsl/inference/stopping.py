@@ -1,11 +1,11 @@
-"""When a generation is complete: stop tokens (end of turn, eos) and stop strings per target.
+"""When a generation is complete: stop tokens (end of turn, eos) and a target's stop strings.
 
-A target's stop strings are texts after which nothing can change what is parsed. For every target today that is
-the end-of-turn markers written as plain text (``clean_generation`` in :mod:`finqa_dsl.core.dsl` cuts the text at
-them), so stopping there changes nothing that is scored. "End of the program" has no safe textual rule beyond
-that: a newline or ``EOF`` can be followed by more text that ``clean_generation`` keeps (and scores as part of
-the program), so stopping there would change parsed programs. A target whose answer ends with a closing mark
-(e.g. a Python code block's closing fence) adds its mark here.
+A target's stop strings (:attr:`finqa_dsl.core.targets.Target.stop_strings`) are texts after which nothing can
+change what is parsed. For every target today that is the end-of-turn markers written as plain text
+(``clean_generation`` in :mod:`finqa_dsl.core.dsl` cuts the text at them), so stopping there changes nothing that
+is scored. "End of the program" has no safe textual rule beyond that: a newline or ``EOF`` can be followed by
+more text that ``clean_generation`` keeps (and scores as part of the program), and a code block's closing fence
+looks like its opening one, so stopping there would change parsed predictions.
 
 Every engine cuts its token ids with :meth:`StopRule.length`, so an engine that cannot stop on a string mid-batch
 (continuous batching) still returns exactly what one that can returns.
@@ -17,20 +17,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from finqa_dsl.core import chat
-from finqa_dsl.core.dsl import END_OF_TURN_MARKERS
-
-STOP_STRINGS: dict[str, tuple[str, ...]] = {
-    "program": END_OF_TURN_MARKERS,
-    "numerical": END_OF_TURN_MARKERS,
-    "answer": END_OF_TURN_MARKERS,
-    # A closing fence is no safe stop: the opening one looks the same, and a reply may hold several blocks.
-    "code": END_OF_TURN_MARKERS,
-}
-
-
-def stop_strings_for(target_field: str) -> tuple[str, ...]:
-    """The stop strings of ``target_field`` (none for a target without a rule)."""
-    return STOP_STRINGS.get(target_field, ())
 
 
 def stop_token_ids(model, tokenizer) -> list[int]:

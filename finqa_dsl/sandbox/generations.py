@@ -2,10 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
+from functools import partial
 
 from finqa_dsl.core.python_code import CodeExecution, extract_code
+from finqa_dsl.core.targets import Target
 from finqa_dsl.sandbox.pool import Sandbox
+
+CodeRunner = Callable[[Sequence[str]], list[CodeExecution]]
+
+
+@contextlib.contextmanager
+def code_runner(target: Target) -> Iterator[CodeRunner | None]:
+    """For a target that needs the sandbox, a function running generations' code in a fresh one (closed on
+    exit); None for any other target."""
+    if not target.needs_sandbox:
+        yield None
+        return
+    with Sandbox() as sandbox:
+        yield partial(execute_generations, sandbox)
 
 
 def execute_generations(sandbox: Sandbox, generations: Sequence[str]) -> list[CodeExecution]:

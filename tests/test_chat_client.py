@@ -113,6 +113,9 @@ def test_a_refused_field_is_a_named_400_with_the_servers_message_and_stops_the_r
                        "value is supported.")
     assert totals.failures_by_kind == {"http_400": 3} and totals.messages["http_400"] == message
     assert "3 identical http_400" in totals.aborted and message in totals.aborted
+    replies, totals = _ask(reasoning, n=40, temperature=0.0, concurrency=5)
+    assert len(replies) == len(reasoning.bodies) - 3 <= 3 + 4  # those in flight finish and are kept, no more start
+    assert totals.failures_by_kind == {"http_400": len(replies)} and totals.aborted
     replies, totals = _ask(reasoning, n=2, extra_body={"max_tokens": 64})  # e.g. a client that sends the old field
     assert {reply.message for reply in replies.values()} == {
         "Unsupported parameter: 'max_tokens' is not supported with this model. Use 'max_completion_tokens' instead."}

@@ -234,8 +234,8 @@ async def stream_replies(requests: Sequence[ChatRequest], endpoint: Endpoint,
                          totals: ChatTotals | None = None) -> AsyncIterator[ChatReply]:
     """Yield one :class:`ChatReply` per request in completion order, at most ``endpoint.concurrency`` in flight.
 
-    After ``endpoint.abort_after`` identical replies that :func:`never_heals` (same status, same message), the
-    requests not yet answered are cancelled and ``totals.aborted`` says why."""
+    After ``endpoint.abort_after`` identical replies that :func:`never_heals` (same status, same message), no
+    further request is sent (those in flight finish and are yielded) and ``totals.aborted`` says why."""
     client = make_client(endpoint)
     slots = asyncio.Semaphore(endpoint.concurrency)
     identical: Counter[tuple[str, str]] = Counter()
@@ -255,14 +255,12 @@ async def stream_replies(requests: Sequence[ChatRequest], endpoint: Endpoint,
 
     tasks = [asyncio.ensure_future(bounded(request)) for request in requests]
     try:
-        for finished in asyncio.as_completed(tasks):
+        for finished in asyncio.as_completed(tasks):  # once stopped, only the requests already sent finish
             reply = await finished
             if reply is not None:
                 yield reply
-            if stop:
-                if totals is not None:
-                    totals.aborted = stop[0]
-                break
+        if stop and totals is not None:
+            totals.aborted = stop[0]
     finally:
         for task in tasks:
             task.cancel()

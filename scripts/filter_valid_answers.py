@@ -18,7 +18,9 @@ from finqa_dsl.distill.filtering import filter_rows, read_teacher_csv, write_row
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("input_file", help="Teacher CSV from scripts/generate_teacher_code.py.")
+    parser.add_argument("input_file", help="Teacher CSV from scripts/generate_teacher_code.py, or the study's own "
+                                           "(prompt, generated_code, actual_answer, expected_answer): the kept "
+                                           "rows keep the input's columns.")
     parser.add_argument("--output_file", required=True, help="CSV of the kept rows.")
     parser.add_argument("--dropped_file", help="CSV of the dropped rows with drop_reason (default: "
                                                "<output>.dropped.csv).")

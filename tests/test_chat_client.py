@@ -136,3 +136,5 @@ def test_a_bad_reasoning_effort_or_extra_body_is_a_usage_error():
         _endpoint("http://127.0.0.1:9/v1", reasoning_effort="extreme")
     with pytest.raises(UsageError, match="extra_body must be a JSON object"):
         _endpoint("http://127.0.0.1:9/v1", extra_body=[1])
+    with pytest.raises(UsageError, match="abort_after must be at least 1"):
+        _endpoint("http://127.0.0.1:9/v1", abort_after=0)

@@ -217,3 +217,11 @@ def test_a_reply_cut_by_the_token_limit_is_a_length_failure_and_the_run_exits_1(
     assert summary["reasoning_tokens"] == 8 * 40 and "length x8: the reply reached the token limit" in err
     rows = _csv_rows(output)
     assert all(row["finish_reason"] == "length" and row["generated_code"] == "" for row in rows)
+
+
+@pytest.mark.parametrize("extra_body", ["[1]", "{top_k: 2}"])
+def test_an_extra_body_that_is_not_a_json_object_is_refused_by_the_parser(tmp_path, capsys, extra_body):
+    with pytest.raises(SystemExit) as exit_info:
+        generate_teacher_code.main([str(SAMPLE / "dev.json"), "--output_file", str(tmp_path / "t.csv"),
+                                    "--extra_body", extra_body])
+    assert exit_info.value.code == 2 and "--extra_body" in capsys.readouterr().err

@@ -92,6 +92,8 @@ class Endpoint:
     def __post_init__(self):
         if self.reasoning_effort is not None and self.reasoning_effort not in REASONING_EFFORTS:
             raise UsageError(f"reasoning_effort {self.reasoning_effort!r} is not one of {', '.join(REASONING_EFFORTS)}")
+        if self.abort_after < 1:
+            raise UsageError(f"abort_after must be at least 1, got {self.abort_after}")
         if not isinstance(self.extra_body, dict):
             raise UsageError(f"extra_body must be a JSON object, got {type(self.extra_body).__name__}")
 

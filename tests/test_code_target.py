@@ -7,15 +7,16 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import SAMPLE, assert_scored_predictions
 
 from finqa_dsl.core.data import load_examples
-from finqa_dsl.core.metrics import score_code_prediction
+from finqa_dsl.core.metrics import WRONG_VALUE, score_code_prediction
 from finqa_dsl.core.python_code import NO_CODE, CodeExecution, fenced
 from finqa_dsl.runs import files as run_files
+from finqa_dsl.sandbox import Reason, Sandbox
+from finqa_dsl.sandbox.generations import execute_generations
 from scripts import filter_valid_answers, generate_teacher_code
 from scripts import finetune as driver
-
-SAMPLE = Path(__file__).resolve().parents[1] / "FinQA" / "sample"
 
 
 def example(exe_ans):
@@ -58,14 +59,18 @@ def test_fine_tuning_on_a_filtered_teacher_csv_runs_code_in_the_sandbox(in_tmp, 
                       "--do_train", "--do_test", "--eval_type", "fine-tuned", "--output_folder", "ft")
     assert driver.main(flags) == 0
     folder = in_tmp / "__output__" / "ft"
-    metrics = json.loads((folder / run_files.TEST_METRICS).read_text())
-    assert metrics["target_field"] == "code" and metrics["eval_type"] == "fine-tuned" and metrics["n"] == 4
-    assert {"execution_accuracy", "answer_accuracy_tolerant", "answer_accuracy_abs_1e3"} <= metrics.keys()
+    rows, metrics = assert_scored_predictions(folder, SAMPLE / "test.json", "code", n=4)
+    assert metrics["eval_type"] == "fine-tuned"
     assert sum(metrics["execution_errors"].values()) + metrics["execution_correct"] <= 4
-    rows = [json.loads(line) for line in (folder / run_files.TEST_PREDICTIONS).read_text().splitlines()]
     assert all(row["target"].startswith("```python\n") and "ans = " in row["target"] for row in rows)
-    assert all(row["failure_reason"] in (None, "wrong_value", NO_CODE) or row["execution_detail"] is not None
-               or row["failure_reason"] for row in rows)
+    # Each row holds what its generation's code gives when run again: value or error, and the scores of that.
+    examples = {example.id: example for example in load_examples(SAMPLE / "test.json")}
+    with Sandbox() as sandbox:
+        executions = execute_generations(sandbox, [row["generation"] for row in rows])
+    for row, execution in zip(rows, executions, strict=True):
+        expected = json.loads(json.dumps(score_code_prediction(execution, examples[row["id"]])))
+        assert {key: row[key] for key in expected} == expected, row["id"]
+        assert row["failure_reason"] in (None, WRONG_VALUE, NO_CODE, *(str(reason) for reason in Reason))
     trained = json.loads((folder / run_files.TRAIN_METRICS).read_text())
     assert trained["train_encoding"]["kept"] == 8
 

@@ -7,15 +7,16 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+from conftest import tiny_model
+from transformers import AutoTokenizer, LlamaForCausalLM
 
+from finqa_dsl.core.chat import IGNORE_INDEX, encode_for_training
 from finqa_dsl.core.io import read_jsonl_tolerant
 from finqa_dsl.inference.engines.static import generate, generation_config
 from finqa_dsl.inference.hf_backend import HFBackend
 from finqa_dsl.inference.interface import BATCH_WALL_TIME, PER_EXAMPLE, GenerationSettings
 from finqa_dsl.inference.predictions_file import generate_to_file
 from finqa_dsl.inference.stopping import stop_token_ids
-from finqa_dsl.training.trainer import IGNORE_INDEX, encode_for_training
 
 QUESTIONS = [
     "what is the net change in net revenue during 2015 for entergy corporation?",
@@ -44,10 +45,7 @@ def records(tokenizer):
 
 @pytest.fixture(scope="module")
 def model(tokenizer):
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, initializer_range=0.5)
-    return LlamaForCausalLM(config)
+    return tiny_model("llama", vocab_size=len(tokenizer), initializer_range=0.5)
 
 
 def _generate(model, tokenizer, records, **settings):
@@ -110,10 +108,7 @@ def _training_prompt_ids(tokenizer, record):
 def _model_scoring_only(tokenizer, weights: dict[str, float]) -> LlamaForCausalLM:
     """A random Llama whose logits are 0 except ``weight * h0`` for the given tokens (h0: the first hidden
     unit), so that greedy decoding picks among them by the sign of h0."""
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                         num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=False)
-    model = LlamaForCausalLM(config)
+    model = tiny_model("llama", vocab_size=len(tokenizer), num_hidden_layers=1, tie_word_embeddings=False)
     with torch.no_grad():
         model.lm_head.weight.zero_()
         for token, weight in weights.items():

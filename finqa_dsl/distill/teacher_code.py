@@ -103,8 +103,8 @@ def generate_teacher_code(examples: Sequence[Example], output_path: str | os.Pat
                           local_generate: Callable[[Sequence[Any]], Any] | None = None) -> TeacherSummary:
     """Ask ``teacher`` for every example not yet answered in ``output_path`` and append one row per reply.
 
-    ``local_generate`` (teacher ``hf``) maps records with ``.id`` and ``.messages`` to ``(record, text)``
-    pairs; ``endpoint`` (teacher ``openai``) says where to ask."""
+    ``local_generate`` (teacher ``hf``) maps :class:`ChatRequest` to :class:`ChatReply` (e.g.
+    :class:`~finqa_dsl.distill.local_teacher.LocalTeacher`); ``endpoint`` (teacher ``openai``) says where to ask."""
     if teacher not in TEACHERS:
         raise ValueError(f"teacher {teacher!r} is not one of {TEACHERS}")
     config = context_config or ContextConfig(input_mode="all")
@@ -132,9 +132,8 @@ def generate_teacher_code(examples: Sequence[Example], output_path: str | os.Pat
             totals.aborted = ask_all([ChatRequest(example.id, messages[example.id]) for example in todo], endpoint,
                                      write).aborted
         else:
-            requests = [ChatRequest(example.id, messages[example.id]) for example in todo]
-            for request, text in local_generate(requests):
-                write(ChatReply(request.id, text, None))
+            for reply in local_generate([ChatRequest(example.id, messages[example.id]) for example in todo]):
+                write(reply)
     wanted = {example.id for example in examples}
     rows = [row for row in stream.kept_rows().values() if row["id"] in wanted]
     reasons = Counter(row["failure_reason"] or "ok" for row in rows if row["teacher_error"] is None)

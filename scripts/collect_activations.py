@@ -64,7 +64,8 @@ def check(args: argparse.Namespace) -> list:
 
     from finqa_dsl.models.loading import resolve_model_name
 
-    base_name = resolve_model_name(args.base_model)
+    base_name = resolve_model_name(args.base_model, "--base_model")
+    resolve_model_name(args.ft_model, "--ft_model")  # a Hub id is fetched (or refused) before any model loads
     n_layers = AutoConfig.from_pretrained(base_name).get_text_config().num_hidden_layers
     if not -n_layers <= args.layer < n_layers:
         raise UsageError(f"--layer {args.layer} is out of range: {base_name} has {n_layers} decoder layers")
@@ -86,16 +87,17 @@ def main(argv: list[str] | None = None) -> int:
     from finqa_dsl.inference.interface import GenerationSettings
     from finqa_dsl.models.loading import load_model, load_tokenizer, prepare_for_inference, resolve_model_name
 
-    base_name = resolve_model_name(args.base_model)
+    base_name = resolve_model_name(args.base_model, "--base_model")
+    ft_name = resolve_model_name(args.ft_model, "--ft_model")
     tokenizer = load_tokenizer(base_name)
-    if load_tokenizer(args.ft_model).get_vocab() != tokenizer.get_vocab():
+    if load_tokenizer(ft_name).get_vocab() != tokenizer.get_vocab():
         print(f"error: {args.ft_model} and {base_name} have different vocabularies: activations cannot be paired",
               file=sys.stderr)
         return 2
     records, _ = build_prompt_records(examples, target_field=args.target_field,
                                       context_config=ContextConfig(input_mode=args.input_mode), tokenizer=tokenizer)
     base = prepare_for_inference(load_model(base_name))
-    ft = prepare_for_inference(load_model(args.ft_model))
+    ft = prepare_for_inference(load_model(ft_name))
     builder = SequenceBuilder(tokenizer, positions=args.positions, max_length=args.max_length)
     sequences = builder.from_targets(records) if args.recipe == "target" else builder.from_generations(
         ft, records, GenerationSettings(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size))

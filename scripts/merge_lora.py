@@ -13,13 +13,15 @@ import logging
 import sys
 
 from finqa_dsl.core.errors import UsageError
-from finqa_dsl.models.merge import check_hub_access, merge_adapter, push_to_hub
+from finqa_dsl.models.hub import check_hub_access, model_source, push_folder
+from finqa_dsl.models.merge import merge_adapter
 from finqa_dsl.models.options import DTYPES
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("adapter_dir", help="LoRA adapter folder (adapter_config.json), e.g. a run's final_model/")
+    parser.add_argument("adapter_dir",
+                        help="LoRA adapter folder (adapter_config.json), e.g. a run's final_model/, or its Hub id")
     parser.add_argument("--output_dir", required=True, help="New folder for the merged model.")
     parser.add_argument("--torch_dtype", default="auto", choices=DTYPES, help="Weights dtype of the merged model.")
     parser.add_argument("--tolerance", type=float, default=None,
@@ -31,10 +33,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.push_to_hub:
             check_hub_access()
-        report = merge_adapter(args.adapter_dir, args.output_dir, torch_dtype=args.torch_dtype,
+        adapter = model_source(args.adapter_dir, "adapter_dir")
+        report = merge_adapter(adapter, args.output_dir, torch_dtype=args.torch_dtype,
                                tolerance=args.tolerance)
         if args.push_to_hub:
-            print(push_to_hub(args.output_dir, args.push_to_hub), file=sys.stderr)
+            print(push_folder(args.output_dir, args.push_to_hub), file=sys.stderr)
     except UsageError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

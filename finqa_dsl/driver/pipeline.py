@@ -19,6 +19,7 @@ from finqa_dsl.core.targets import get_target
 from finqa_dsl.driver.plan import PromptSplit, RunPlan
 from finqa_dsl.inference.hf_backend import HFBackend
 from finqa_dsl.inference.predictions_file import finished_rows
+from finqa_dsl.models.hub import push_folder
 from finqa_dsl.runs import files as run_files
 from finqa_dsl.runs.plots import plot_latency_histogram, plot_loss_curves
 from finqa_dsl.runs.processes import from_main_process
@@ -64,6 +65,10 @@ def execute(plan: RunPlan) -> Path:
                 "eval_prompt_truncation": plan.eval and plan.eval.truncation.as_dict(),
             })
             plot_loss_curves(folder)
+        if main and plan.hub_repo and training.do_train:
+            private = training.hub_private_repo is not False
+            logger.info("Pushed %s to %s", folder / run_files.FINAL_MODEL,
+                        push_folder(folder / run_files.FINAL_MODEL, plan.hub_repo, private=private))
     if plan.test is not None:
         if plan.generation_args.inference_backend == "hf":
             backend = HFBackend(prepare_for_inference(model), plan.tokenizer)

@@ -18,6 +18,7 @@ from typing import Any
 
 from finqa_dsl.core.context import ContextConfig
 from finqa_dsl.core.data import Example
+from finqa_dsl.core.errors import UsageError
 from finqa_dsl.core.prompts import PromptRecord, TruncationStats, build_prompt_records
 from finqa_dsl.driver.arguments import (
     OUTPUT_ROOT,
@@ -66,6 +67,7 @@ class RunPlan:
     eval: PromptSplit | None
     test: PromptSplit | None
     model_options: ModelOptions  # how the model loads
+    hub_repo: str | None  # --push_to_hub: the repository the trained final_model/ is uploaded to
     generation_settings: GenerationSettings  # how the test inference decodes
     tokenizer: Any
     state: Any  # accelerate's PartialState: which process this is
@@ -79,7 +81,8 @@ class RunPlan:
         flat: dict[str, Any] = {}
         for group in (self.model_args, self.data_args, self.generation_args, self.run_args, self.training_args):
             flat.update(group.to_dict() if hasattr(group, "to_dict") else dataclasses.asdict(group))
-        flat.update(resolved_model_name=self.model_name, resolved_output_dir=str(self.folder))
+        flat.update(resolved_model_name=self.model_name, resolved_output_dir=str(self.folder),
+                    resolved_hub_repo=self.hub_repo)
         return json.loads(json.dumps(flat, default=str))
 
 
@@ -146,13 +149,22 @@ def prepare(argv: list[str]) -> RunPlan:
         model_args=model_args, data_args=data_args, generation_args=gen_args, run_args=run_args,
         training_args=training_args, model_name=str(model_name), folder=Path(), model_options=options,
         generation_settings=generation_settings(gen_args, data_args.target_field), tokenizer=tokenizer, state=state,
+        hub_repo=None,
         train=prompts(splits.train, "--train_file", data_args.train_file),
         eval=prompts(splits.eval, "--eval_file", data_args.eval_file),
         test=prompts(splits.test, "--test_file", data_args.test_file),
     )
+    if training_args.push_to_hub:
+        check_push_to_hub(training_args)
+
+    def in_folder(folder: Path) -> RunPlan:
+        hub_repo = (training_args.hub_model_id or folder.name) if training_args.push_to_hub else None
+        return dataclasses.replace(plan, folder=folder, hub_repo=hub_repo,
+                                   training_args=_training_args_for(training_args, folder, run_args))
+
     # The folder is chosen against the args it will record (an interrupted run with the same args resumes).
-    folder = from_main_process(state, lambda: resolve_run_folder(OUTPUT_ROOT, name, plan.recorded()))
-    return dataclasses.replace(plan, folder=folder, training_args=_training_args_for(training_args, folder, run_args))
+    planned = in_folder(OUTPUT_ROOT / name)
+    return in_folder(from_main_process(state, lambda: resolve_run_folder(OUTPUT_ROOT, name, planned.recorded())))
 
 
 def context_config_of(data_args: DataArguments) -> ContextConfig:
@@ -181,9 +193,21 @@ def default_folder_name(model_name: str, data_args: DataArguments) -> str:
     return f"{model}-input_{data_args.input_mode}-output_{data_args.target_field}"
 
 
+def check_push_to_hub(training_args) -> None:
+    """``--push_to_hub`` uploads the trained final_model/ (to ``--hub_model_id``, else a repository named as the
+    run folder): it needs training, a Hugging Face login and network, checked before anything runs."""
+    from finqa_dsl.models.hub import check_hub_access
+
+    if not training_args.do_train:
+        raise UsageError("--push_to_hub uploads the trained model (final_model/): add --do_train.")
+    check_hub_access("--push_to_hub")
+
+
 def _training_args_for(training_args, folder: Path, run_args: RunArguments):
-    """``TrainingArguments`` writing checkpoints into the run folder, reporting to W&B when asked."""
-    changes: dict[str, Any] = {"output_dir": str(folder / run_files.CHECKPOINTS)}
+    """``TrainingArguments`` writing checkpoints into the run folder, reporting to W&B when asked. The Trainer
+    pushes nothing itself (it would upload checkpoints/ on every save): the driver uploads final_model/, as
+    ``scripts/merge_lora.py --push_to_hub`` uploads a merged model (:mod:`finqa_dsl.models.hub`)."""
+    changes: dict[str, Any] = {"output_dir": str(folder / run_files.CHECKPOINTS), "push_to_hub": False}
     if run_args.wandb_project and run_args.wandb_mode != "disabled":
         reporters = [training_args.report_to] if isinstance(training_args.report_to, str) \
             else list(training_args.report_to or [])

@@ -16,7 +16,9 @@ from finqa_dsl.core.prompts import build_messages, build_prompt_records, render_
 from finqa_dsl.core.targets import Target, get_target
 from finqa_dsl.inference.engines.static import generate
 from finqa_dsl.inference.interface import GenerationSettings
+from finqa_dsl.models.hub import model_source
 from finqa_dsl.models.loading import adapter_base, is_adapter_dir, load_model, load_tokenizer
+from finqa_dsl.models.source import check_model_source
 from finqa_dsl.sandbox.generations import CodeRunner, code_runner
 
 
@@ -56,7 +58,13 @@ def answer(model, tokenizer, prompt: Prompt, settings: GenerationSettings, targe
 def compare(finetuned: str, base: str | None, *, example: Example | None, question: str | None = None,
             context: str = "", target_field: str = "program", context_config: ContextConfig | None = None,
             max_new_tokens: int = 128) -> dict[str, Any]:
-    """Both models' answers to one example (or to ``question`` with ``context``), with the gold when known."""
+    """Both models' answers to one example (or to ``question`` with ``context``), with the gold when known. Either
+    model may be a folder or a Hub id (an adapter's id is fetched and its base read from it)."""
+    finetuned = model_source(finetuned, "finetuned_model")
+    check_model_source(finetuned, "finetuned_model")
+    base = base and model_source(base, "--base_model")
+    if base:
+        check_model_source(base, "--base_model")
     base = base or (adapter_base(finetuned) if is_adapter_dir(finetuned) else None)
     if base is None:
         raise ValueError("the fine-tuned model is not an adapter folder: name its base model too")

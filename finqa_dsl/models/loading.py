@@ -21,6 +21,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, BitsAn
 from finqa_dsl.core.errors import UsageError
 from finqa_dsl.models.cpu_4bit import check_4bit_layers, import_bitsandbytes_offline, log_kernel_notice
 from finqa_dsl.models.default_model import default_model_path
+from finqa_dsl.models.hub import model_source
 from finqa_dsl.models.options import ModelOptions, parse_target_modules
 from finqa_dsl.models.source import ADAPTER_CONFIG, adapter_base, is_adapter_dir  # noqa: F401 (ADAPTER_CONFIG: API)
 
@@ -36,9 +37,11 @@ _TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16":
 _CHECKPOINTING_KWARGS = {"use_reentrant": False}
 
 
-def resolve_model_name(name_or_path: str | None) -> str:
-    """``name_or_path`` unchanged, or the prepared default model folder when it is None or empty."""
-    return name_or_path if name_or_path else str(default_model_path())
+def resolve_model_name(name_or_path: str | None, flag: str = "--model_name") -> str:
+    """What to load for a model flag: the prepared default model folder when it is None or empty, else
+    :func:`finqa_dsl.models.hub.model_source` (a folder as it is, an adapter's Hub id as its local snapshot, any
+    other Hub id unchanged)."""
+    return model_source(name_or_path, flag) if name_or_path else str(default_model_path())
 
 
 def load_tokenizer(name_or_path: str):

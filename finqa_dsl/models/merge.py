@@ -82,25 +82,3 @@ def merge_adapter(adapter_dir: str | Path, output_dir: str | Path, *, torch_dtyp
         raise
     logger.info("Merged %s into %s (max |logit difference| %.2g)", adapter_dir, output_dir, difference)
     return report
-
-
-def check_hub_access() -> str:
-    """The logged-in Hugging Face user name; :class:`UsageError` when there is no token or no network."""
-    from huggingface_hub import whoami
-
-    try:
-        return whoami()["name"]
-    except Exception as error:  # no token, offline mode, no network: all mean the same to the user
-        reason = f"{type(error).__name__}: {str(error).splitlines()[0]}"
-        raise UsageError(f"--push_to_hub needs a Hugging Face login and network access ({reason}). "
-                         "Log in (`hf auth login`), or merge without --push_to_hub.") from None
-
-
-def push_to_hub(folder: str | Path, repo_id: str, *, private: bool = True) -> str:
-    """Upload a merged model folder to ``repo_id``; returns the repository URL."""
-    from huggingface_hub import HfApi
-
-    api = HfApi()
-    url = api.create_repo(repo_id, private=private, exist_ok=True)
-    api.upload_folder(folder_path=str(folder), repo_id=repo_id)
-    return str(url)

@@ -29,7 +29,7 @@ def check_model_source(name_or_path: str, flag: str = "--model_name") -> None:
     path = Path(name_or_path).expanduser()
     if path.exists():
         _check_folder(path, where, flag)
-    elif _is_hub_id(name_or_path):
+    elif is_hub_id(name_or_path):
         _check_hub_id(name_or_path, where)
     else:
         raise UsageError(f"{where}: no such model folder (and not a Hugging Face Hub id)")
@@ -71,7 +71,8 @@ def adapter_base(adapter_dir: str | os.PathLike) -> str:
     return base
 
 
-def _is_hub_id(name: str) -> bool:
+def is_hub_id(name: str) -> bool:
+    """Whether ``name`` has the form of a Hugging Face Hub repository id (``owner/name``)."""
     from huggingface_hub.errors import HFValidationError
     from huggingface_hub.utils import validate_repo_id
 
@@ -102,12 +103,13 @@ def _check_hub_id(repo_id: str, where: str) -> None:
     except RemoteEntryNotFoundError:
         raise UsageError(f"{where}: the Hub repository has no {CONFIG}: not a transformers model") from None
     except HfHubHTTPError as error:
-        raise UsageError(f"{where}: the Hub answered {_one_line(error)}") from None
+        raise UsageError(f"{where}: the Hub answered {one_line(error)}") from None
     except Exception as error:  # noqa: BLE001 (any transport failure: no network, DNS, timeout, proxy)
         raise UsageError(f"{where}: no such local folder, not in the Hugging Face cache, and the Hub cannot be "
-                         f"reached within {PROBE_TIMEOUT_S:g} s ({type(error).__name__}: {_one_line(error)}): "
+                         f"reached within {PROBE_TIMEOUT_S:g} s ({type(error).__name__}: {one_line(error)}): "
                          "download the model where there is network, or pass a model folder") from None
 
 
-def _one_line(error: Exception) -> str:
+def one_line(error: Exception) -> str:
+    """An error's message on one line."""
     return " ".join(str(error).split())

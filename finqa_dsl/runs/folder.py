@@ -9,9 +9,9 @@ from typing import Any
 from finqa_dsl.runs import files as run_files
 
 # Arguments that may change between an interrupted run and its resumption in the same folder.
-# output_dir and run_name follow from the folder itself.
+# output_dir, run_name and the Hub repository (by default) follow from the folder itself.
 _RESUME_NEUTRAL_ARGS = {"resume_from_checkpoint", "wandb_mode", "wandb_run_name", "logging_dir",
-                        "resolved_output_dir", "output_dir", "run_name"}
+                        "resolved_output_dir", "output_dir", "run_name", "resolved_hub_repo"}
 
 
 def resolve_run_folder(root: Path, name: str, args: dict[str, Any]) -> Path:

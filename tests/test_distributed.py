@@ -11,15 +11,13 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from conftest import save_tiny_llama
+from conftest import REPO_ROOT, SAMPLE, assert_scored_predictions, save_tiny_llama
 
 from finqa_dsl.core.data import load_examples
 from finqa_dsl.core.io import read_jsonl_tolerant
 from finqa_dsl.inference.predictions_file import finished_ids, merge_shards, shard_path
 from finqa_dsl.runs import files as run_files
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-SAMPLE = REPO_ROOT / "FinQA" / "sample"
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
 FLAGS = ["--train_file", str(SAMPLE / "train.json"), "--test_file", str(SAMPLE / "test.json"),
          "--max_train_samples", "8", "--per_device_train_batch_size", "2", "--num_train_epochs", "1",
@@ -79,8 +77,8 @@ def test_torchrun_train_and_test_give_one_folder_each_example_once_and_the_metri
     rows = predictions(folder)
     assert [row["id"] for row in rows] == first_test_ids(5)
     assert not leftover_shards(folder)
-    metrics = json.loads((folder / run_files.TEST_METRICS).read_text())
-    assert metrics["n"] == 5 and metrics["inference_examples_resumed"] == 0
+    _, metrics = assert_scored_predictions(folder, SAMPLE / "test.json", "program", n=5)
+    assert metrics["inference_examples_resumed"] == 0
     assert len((folder / run_files.TEST_LATENCIES).read_text().splitlines()) == 5
     timing = json.loads((folder / run_files.TIMING).read_text())
     assert timing["world_size"] == 2 and timing["test_inference_duration_seconds"] > 0

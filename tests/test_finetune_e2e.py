@@ -58,7 +58,11 @@ def test_train_and_test_write_every_output(in_tmp, tiny_model_dir, peft, target_
     folder = run_folder(in_tmp, "run")
     args = json.loads((folder / run_files.ARGS).read_text())
     assert (args["peft"], args["target_field"], args["input_mode"]) == (peft, target_field, input_mode)
-    assert (folder / run_files.FINAL_MODEL).is_dir()
+    saved = {path.name for path in (folder / run_files.FINAL_MODEL).iterdir()}
+    weights = {"adapter_config.json", "adapter_model.safetensors"} if peft != "none" else {"config.json",
+                                                                                        "model.safetensors"}
+    assert weights | {"tokenizer.json", "tokenizer_config.json"} <= saved, saved
+    assert ("adapter_config.json" in saved) == (peft != "none"), "LoRA/QLoRA save the adapter, not merged weights"
     assert len(assert_loss_log_matches_metrics(folder, run_files.TRAIN_LOSS_LOG, "loss")) == 2  # 8 examples / 4
     trained = json.loads((folder / run_files.TRAIN_METRICS).read_text())
     assert trained["train_encoding"]["kept"] == 8 and trained["train_prompt_truncation"]["examples"] == 8

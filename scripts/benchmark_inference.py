@@ -41,6 +41,7 @@ from finqa_dsl.inference.engines.prefix import shared_prefix_length  # noqa: E40
 from finqa_dsl.inference.engines.static import generation_config  # noqa: E402
 from finqa_dsl.inference.hf_backend import HFBackend  # noqa: E402
 from finqa_dsl.inference.interface import GenerationSettings  # noqa: E402
+from finqa_dsl.locations import SAMPLE_DIR  # noqa: E402
 
 PATHS = ("one_by_one", "static_before", "static", "prefix", "continuous")
 
@@ -48,8 +49,8 @@ PATHS = ("one_by_one", "static_before", "static", "prefix", "continuous")
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--test_file", default=str(REPO / "FinQA" / "sample" / "test.json"))
-    parser.add_argument("--train_file", default=str(REPO / "FinQA" / "sample" / "train.json"))
+    parser.add_argument("--test_file", default=str(SAMPLE_DIR / "test.json"))
+    parser.add_argument("--train_file", default=str(SAMPLE_DIR / "train.json"))
     parser.add_argument("--batch_size", type=int, default=32, help="The driver's --inference_batch_size default.")
     parser.add_argument("--static_batch_size", type=int, default=16,
                         help="static_before's batch size: the driver's default before the engines.")

@@ -15,14 +15,14 @@ import os
 import platform
 import time
 from itertools import cycle, islice
-from pathlib import Path
 
 from finqa_dsl.core.context import INPUT_MODES, ContextConfig
 from finqa_dsl.core.data import Example, load_examples
 from finqa_dsl.core.prompts import build_prompt_records
+from finqa_dsl.locations import SHARED_DIR
 
 OFFICIAL_TRAIN_SIZE = 6251
-SHARED = Path(os.environ.get("FINQA_SHARED_DIR", Path(__file__).resolve().parents[2] / "shared"))
+SHARED = SHARED_DIR
 
 
 def parse_args() -> argparse.Namespace:

@@ -28,11 +28,11 @@ from pathlib import Path
 
 from finqa_dsl.core.data import load_examples
 from finqa_dsl.core.gold_transpiler import TranspileError, transpile
+from finqa_dsl.locations import SAMPLE_DIR, SHARED_DIR
 from finqa_dsl.sandbox import Sandbox, SandboxResult
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED_REAL = Path(os.environ.get("FINQA_SHARED_DIR", REPO_ROOT.parent / "shared")) / "FinQA" / "real"
-DEFAULT_EXAMPLES = SHARED_REAL if SHARED_REAL.is_dir() else REPO_ROOT / "FinQA" / "sample"
+SHARED_REAL = SHARED_DIR / "FinQA" / "real"
+DEFAULT_EXAMPLES = SHARED_REAL if SHARED_REAL.is_dir() else SAMPLE_DIR
 NAIVE_TIMEOUT_S = 60.0
 FAILING = ("ans = 1 / 0", "ans = (revenue -", "ans = revenue * 2", "revenue = 100", "ans = [1, 2]")
 # The naive path: what a script would write to run one program in a fresh interpreter.

@@ -21,8 +21,9 @@ from pathlib import Path
 
 from finqa_dsl.core.data import Example, load_examples
 from finqa_dsl.core.targets import score_predictions
+from finqa_dsl.locations import SHARED_DIR
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "FinQA"
+SHARED = SHARED_DIR / "FinQA"
 PEER_RUN = "qwen2-5-coder-3b-instruct-full-input_gold-output_program"
 DEFAULT_PREDICTIONS = SHARED / "peer_predictions" / PEER_RUN / "test_predictions.jsonl"
 DEFAULT_GOLD = SHARED / "real" / "test.json"

@@ -35,12 +35,14 @@ import tempfile
 import time
 from pathlib import Path
 
+from finqa_dsl.locations import SAMPLE_DIR, SHARED_DIR
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 MODELS = ("smollm2", "gemma3")
 LOSSES = ("full", "target_only")
-GEMMA_TOKENIZER = REPO.parent / "shared" / "models" / "gemma-3-1b-it"
+GEMMA_TOKENIZER = SHARED_DIR / "models" / "gemma-3-1b-it"
 # gemma-3-1b-it's config.json, less the layer count (set by --gemma_layers)
 GEMMA3_1B = dict(vocab_size=262_144, hidden_size=1152, intermediate_size=6912, num_attention_heads=4,
                  num_key_value_heads=1, head_dim=256, query_pre_attn_scalar=256, sliding_window=512,
@@ -51,7 +53,7 @@ GEMMA3_1B = dict(vocab_size=262_144, hidden_size=1152, intermediate_size=6912, n
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--train_file", default=str(REPO / "FinQA" / "sample" / "train.json"))
+    parser.add_argument("--train_file", default=str(SAMPLE_DIR / "train.json"))
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--peft", default="none,lora", help="none (full fine-tune) | lora, comma-separated.")
     parser.add_argument("--steps", type=int, default=4)

@@ -30,18 +30,20 @@ import tempfile
 import time
 from pathlib import Path
 
+from finqa_dsl.locations import SAMPLE_DIR, SHARED_DIR
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 STRATEGIES = ("ours_grouped_padding", "ours_padding_free", "naive_max_length_padding", "trl_padding_free",
               "trl_packing_bfd")
-FALLBACK_TOKENIZER = REPO.parent / "shared" / "models" / "qwen2.5-0.5b-instruct"
+FALLBACK_TOKENIZER = SHARED_DIR / "models" / "qwen2.5-0.5b-instruct"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--train_file", default=str(REPO / "FinQA" / "sample" / "train.json"))
+    parser.add_argument("--train_file", default=str(SAMPLE_DIR / "train.json"))
     parser.add_argument("--input_mode", default="gold")
     parser.add_argument("--num_examples", type=int, default=32)
     parser.add_argument("--batch_size", type=int, default=8)

@@ -22,12 +22,12 @@ import urllib.request
 from pathlib import Path
 
 from finqa_dsl.core.io import atomic_write_text
+from finqa_dsl.locations import DATASET_DIR
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 FINQA_REPO = "czyssrs/FinQA"
 FINQA_COMMIT = "0f16e2867befa6840783e58be38c9efb9229d742"
 DEFAULT_BASE_URL = f"https://raw.githubusercontent.com/{FINQA_REPO}/{FINQA_COMMIT}/dataset"
-DEFAULT_OUTPUT_DIR = REPO_ROOT / "FinQA" / "dataset"
+DEFAULT_OUTPUT_DIR = DATASET_DIR
 EXPECTED_BLOB_IDS = {
     "train": "a6c2c5a60f9abe3fba5a793cc4d9e1dee2e09209",
     "dev": "970f239f591c782b17df420c0d343b780737f3da",

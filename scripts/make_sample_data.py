@@ -15,14 +15,13 @@ import tempfile
 from pathlib import Path
 
 from finqa_dsl.core.io import atomic_write_text
+from finqa_dsl.locations import SAMPLE_DIR
 from finqa_dsl.sample.generator import DEFAULT_SEED, DEFAULT_SPLIT_SIZES, dumps_split, generate_splits, validate_file
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--output_dir", type=Path, default=REPO_ROOT / "FinQA" / "sample")
+    parser.add_argument("--output_dir", type=Path, default=SAMPLE_DIR)
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
     for split, count in DEFAULT_SPLIT_SIZES.items():
         parser.add_argument(f"--{split}", type=int, default=count, help=f"examples in {split}.json")

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-SAMPLE = REPO_ROOT / "FinQA" / "sample"  # the committed synthetic FinQA sample (train/dev/test.json)
-SHARED_DIR = Path(os.environ.get("FINQA_SHARED_DIR", REPO_ROOT.parent / "shared"))
+from finqa_dsl.locations import REPO_ROOT, SAMPLE_DIR, SHARED_DIR
+
+SAMPLE = SAMPLE_DIR  # the committed synthetic FinQA sample (train/dev/test.json)
 # Subprocesses (scripts, torchrun workers) import this checkout's package, whatever is installed.
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
 

@@ -105,13 +105,19 @@ def _score_program(generation: str, example: Example, _execution) -> dict[str, A
     return {**row, m.FAILURE_REASON: row[m.EXECUTION_ERROR] or (None if row[m.EXECUTION_CORRECT] else m.WRONG_VALUE)}
 
 
-def _answer_scorer(gold_value: Callable[[Example], float | str | None]):
+def _answer_target(name: str, instruction: str, *, gold_text: Callable[[Example], str],
+                   gold_value: Callable[[Example], float | str | None]) -> Target:
+    """A target whose prediction is a final answer, matched strictly and tolerantly to ``gold_value``."""
+
     def score(generation: str, example: Example, _execution) -> dict[str, Any]:
         row = m.score_answer_prediction(generation, gold_value(example)).as_row()
         failed = None if row[m.ANSWER_CORRECT_TOLERANT] else \
             m.UNPARSEABLE if row[m.PREDICTED_VALUE] is None else m.WRONG_VALUE
         return {**row, m.FAILURE_REASON: failed}
-    return score
+
+    return Target(name=name, instruction=instruction, gold_text=gold_text, parse=str.strip, gold_value=gold_value,
+                  _score=score, _execute_alone=lambda generation, execution: {},
+                  _summarize=lambda rows: _accuracies(rows, _STRICT, _TOLERANT))
 
 
 def _score_code(_generation: str, example: Example, execution: CodeExecution) -> dict[str, Any]:
@@ -174,25 +180,17 @@ TARGETS: dict[str, Target] = {target.name: target for target in (
         _score=_score_program, _execute_alone=_run_program,
         _summarize=lambda rows: {**_accuracies(rows, _EXECUTION, _PROGRAM), **_errors(rows)},
     ),
-    Target(
-        name="numerical",
-        instruction=(
-            f"{_TASK} Reply with the result as a plain number only: no units, '$', '%' or words; a percentage "
-            "as a fraction (14.5% is 0.145), at most 5 decimals; yes or no for a comparison."
-        ),
-        gold_text=lambda example: canonical_number(example.exe_ans), parse=str.strip, gold_value=_exe_ans,
-        _score=_answer_scorer(_exe_ans), _execute_alone=lambda generation, execution: {},
-        _summarize=lambda rows: _accuracies(rows, _STRICT, _TOLERANT),
+    _answer_target(
+        "numerical",
+        f"{_TASK} Reply with the result as a plain number only: no units, '$', '%' or words; a percentage as a "
+        "fraction (14.5% is 0.145), at most 5 decimals; yes or no for a comparison.",
+        gold_text=lambda example: canonical_number(example.exe_ans), gold_value=_exe_ans,
     ),
-    Target(
-        name="answer",
-        instruction=(
-            f"{_TASK} Reply with the final answer only, written as in a financial report "
-            "(e.g. 14.5%, $ 193 million, 41932, yes)."
-        ),
-        gold_text=_answer_text, parse=str.strip, gold_value=_answer,
-        _score=_answer_scorer(_answer), _execute_alone=lambda generation, execution: {},
-        _summarize=lambda rows: _accuracies(rows, _STRICT, _TOLERANT),
+    _answer_target(
+        "answer",
+        f"{_TASK} Reply with the final answer only, written as in a financial report "
+        "(e.g. 14.5%, $ 193 million, 41932, yes).",
+        gold_text=_answer_text, gold_value=_answer,
     ),
     Target(
         name="code",

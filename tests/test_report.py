@@ -224,3 +224,21 @@ def test_steps_and_operations_come_from_the_gold_program(program, steps, operati
 ])
 def test_the_evidence_kind_comes_from_the_gold_inds_keys(gold_inds, expected):
     assert kinds.evidence_kind(_made("q", "add(1, 2)", gold_inds=gold_inds)) == expected
+
+
+def test_run_as_a_user_runs_it(two_runs, tmp_path):
+    """``python scripts/report.py`` in a fresh process: a run folder gives its report, an empty folder one line
+    on stderr and exit code 2."""
+    import subprocess
+    import sys
+
+    from finqa_dsl.locations import REPO_ROOT
+
+    _, _, a, b = two_runs
+    script = str(REPO_ROOT / "scripts" / "report.py")
+    done = subprocess.run([sys.executable, script, str(a), str(b)], capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert Path(done.stdout.strip()) == a.parent / "report--a--b" / run_report.REPORT_MARKDOWN
+    failed = subprocess.run([sys.executable, script, str(tmp_path)], capture_output=True, text=True, cwd=tmp_path)
+    assert failed.returncode == 2 and failed.stderr.count("\n") == 1, failed.stderr
+    assert failed.stderr.startswith(f"error: {tmp_path / run_files.TEST_PREDICTIONS}: no test predictions")

@@ -281,7 +281,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         right, missed = pair["right"], pair["missed"]
         lines += ["", f"## Right in {right}, missed by {missed}: {len(pair['examples'])}", ""]
         if pair["examples"]:
-            lines += [f"| id | question | gold | {_cell(right)} | {_cell(missed)} |", "|---|---|---|---|---|"]
+            lines += [f"| id | question | gold | {_cell(right)} wrote | {_cell(missed)} wrote |",
+                      "|---|---|---|---|---|"]
             lines += [f"| {_cell(example['id'])} | {_cell(example['question'])} | {_cell(example['gold_program'])} "
                       f"= {_cell(example['gold_exe_ans'])} | {_cell(example['parsed_predictions'][right])} "
                       f"| {_cell(example['parsed_predictions'][missed])} |"
@@ -331,7 +332,7 @@ def _bar_chart(path: Path, title: str, labels: Sequence[str], values: dict[str, 
 
     groups = list(values)
     width = 0.8 / max(1, len(labels))
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(groups) * max(1, len(labels)) ** 0.5 + 2), 4.5))
+    fig, ax = plt.subplots(figsize=(max(6.0, len(groups) * (0.5 + 0.45 * len(labels)) + 2), 4.5))
     for index, label in enumerate(labels):
         xs = [position + (index - (len(labels) - 1) / 2) * width for position in range(len(groups))]
         heights = [values[group][index] for group in groups]
@@ -342,11 +343,11 @@ def _bar_chart(path: Path, title: str, labels: Sequence[str], values: dict[str, 
     ax.set_ylim(0, 110)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
-    if len(labels) > 1:
-        ax.legend(fontsize=8)
+    if len(labels) > 1:  # beside the axes, where no bar can be under it
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)
     fig.tight_layout()
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
+    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
     plt.close(fig)
     atomic_write_bytes(path, buffer.getvalue())
     return path

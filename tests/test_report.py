@@ -242,3 +242,21 @@ def test_run_as_a_user_runs_it(two_runs, tmp_path):
     failed = subprocess.run([sys.executable, script, str(tmp_path)], capture_output=True, text=True, cwd=tmp_path)
     assert failed.returncode == 2 and failed.stderr.count("\n") == 1, failed.stderr
     assert failed.stderr.startswith(f"error: {tmp_path / run_files.TEST_PREDICTIONS}: no test predictions")
+
+
+def test_rows_outside_the_test_file_and_examples_without_a_row_are_counted_not_grouped(two_runs, tmp_path):
+    import shutil
+
+    root, records, a, _ = two_runs
+    partial = tmp_path / "__output__" / "partial"
+    shutil.copytree(a, partial, ignore=shutil.ignore_patterns("report*", "by_program"))
+    lines = (partial / run_files.TEST_PREDICTIONS).read_text().splitlines()
+    stranger = json.loads(lines[0]) | {"id": "not/in/the/test/file"}
+    (partial / run_files.TEST_PREDICTIONS).write_text("\n".join([*lines[2:], json.dumps(stranger)]) + "\n")
+    args = json.loads((partial / run_files.ARGS).read_text())
+    (partial / run_files.ARGS).write_text(json.dumps(args | {"test_file": str(root / "test.json")}))
+    run = run_report.load_run(partial)
+    assert (len(run.rows), run.n_left_out, run.n_not_predicted) == (N - 2, 1, 2)
+    report = run_report.build_report([run])
+    assert report["runs"][0]["right"] == len(A_RIGHT - {0, 1})
+    assert sum(cells["partial"]["n"] for cells in report["breakdowns"]["evidence"].values()) == N - 2

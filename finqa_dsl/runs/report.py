@@ -129,7 +129,7 @@ def load_run(folder: str | Path, *, flag: str | None = None, label: str | None =
     path = folder / run_files.TEST_PREDICTIONS
     if not path.is_file():
         raise ReportError(f"{path}: no test predictions; was the run made with --do_test?")
-    rows, _ = row_keys.read_prediction_rows(path)
+    rows, _ = row_keys.read_prediction_rows(path, torn_tail_ok=True)  # a run still writing: its finished rows
     if not rows:
         raise ReportError(f"{path}: holds no predictions")
     target_name = row_keys.common_target_field(rows, path)

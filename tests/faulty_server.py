@@ -4,6 +4,7 @@ connections), per request case, counting attempts: the fault cases a real endpoi
 from __future__ import annotations
 
 import json
+import select
 import socket
 import threading
 import time
@@ -11,6 +12,8 @@ from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 # case -> what the server does on each attempt; the last entry repeats.
+SLOW_S = 6.0  # a slow reply: far past the clients' timeout (CLIENT_TIMEOUT_S), however loaded the machine
+CLIENT_TIMEOUT_S = 2.0  # the timeout tests give the client: far above a loopback reply's time under load
 SCRIPTS = {
     "ok": ["ok"],
     "rate_limited": ["429", "ok"],
@@ -38,6 +41,18 @@ class FaultyServer:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
+            def _client_left_within(self, seconds: float) -> bool:
+                """Wait up to ``seconds``; True as soon as the client closes its connection."""
+                deadline = time.monotonic() + seconds
+                while time.monotonic() < deadline:
+                    if select.select([self.connection], [], [], 0.05)[0]:
+                        try:
+                            if not self.connection.recv(1, socket.MSG_PEEK):
+                                return True
+                        except OSError:
+                            return True
+                return False
+
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 case = case_of(body)
@@ -62,7 +77,8 @@ class FaultyServer:
                     self.close_connection = True
                     return
                 if step == "sleep":
-                    time.sleep(1.5)
+                    if self._client_left_within(SLOW_S):
+                        return  # the client timed out: this request is no longer in flight
                     step = "ok"
                 if step in ("429", "500"):
                     payload = json.dumps({"error": {"message": step}}).encode()

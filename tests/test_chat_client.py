@@ -4,7 +4,7 @@ model, offline, on loopback) and against a local server that misbehaves in each 
 from __future__ import annotations
 
 import pytest
-from faulty_server import SCRIPTS, FaultyServer
+from faulty_server import CLIENT_TIMEOUT_S, SCRIPTS, FaultyServer
 from reasoning_server import ANSWER_TOKENS, EFFORTS, ReasoningServer
 
 from finqa_dsl.core.errors import UsageError
@@ -46,7 +46,7 @@ def _ask(server, n: int = 4, **overrides):
 
 def _endpoint(url: str, **overrides) -> Endpoint:
     settings = {"base_url": url, "model": "m", "api_key_env": KEY_ENV, "concurrency": 3, "max_retries": 3,
-                "timeout_s": 0.7, "max_tokens": 16}
+                "timeout_s": CLIENT_TIMEOUT_S, "max_tokens": 16}
     return Endpoint(**{**settings, **overrides})
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO_ROOT, SAMPLE
-from faulty_server import FaultyServer
+from faulty_server import CLIENT_TIMEOUT_S, FaultyServer
 from reasoning_server import EFFORTS, ReasoningServer
 
 from finqa_dsl.core.data import load_examples
@@ -77,7 +77,7 @@ def test_faulty_endpoint_rows_end_done_or_named_failed_and_a_rerun_retries_the_f
     output = tmp_path / "teacher.csv"
     args = [str(SAMPLE / "test.json"), "--output_file", str(output), "--teacher", "openai", "--base_url",
             server.url, "--model", "m", "--api_key_env", KEY_ENV, "--max_examples", "6", "--max_retries", "2",
-            "--timeout_s", "0.7", "--num_shots", "1", "--shots_file", str(SAMPLE / "train.json")]
+            "--timeout_s", str(CLIENT_TIMEOUT_S), "--num_shots", "1", "--shots_file", str(SAMPLE / "train.json")]
     try:
         assert generate_teacher_code.main(args) == 1  # 2 of 6 failed: past --max_failure_rate 0.05
         out, err = capsys.readouterr()

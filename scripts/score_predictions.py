@@ -24,7 +24,7 @@ from finqa_dsl.core.errors import UsageError
 from finqa_dsl.core.metrics import N_DUPLICATE_IDS
 from finqa_dsl.core.prediction_rows import ID, common_target_field, read_prediction_rows
 from finqa_dsl.core.targets import TARGET_FIELDS, get_target, score_predictions
-from finqa_dsl.runs import files as run_files
+from finqa_dsl.runs.folder import run_test_file
 from finqa_dsl.sandbox.generations import code_runner
 
 USAGE_ERROR = 2
@@ -43,21 +43,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def run_gold_file(predictions: Path) -> Path:
-    """The ``test_file`` of the run that wrote ``predictions`` (its folder's ``args.json``); a relative path is
-    taken from the current folder, else from the folder the run started in (the one above ``__output__``)."""
-    args_path = predictions.parent / run_files.ARGS
+def gold_of_run(predictions: Path) -> Path:
+    """The test file of the run that wrote ``predictions`` (:func:`finqa_dsl.runs.folder.run_test_file`)."""
     try:
-        test_file = json.loads(args_path.read_text(encoding="utf-8"))["test_file"]
-    except (OSError, ValueError, KeyError, TypeError):
-        raise UsageError(f"{predictions}: no run folder {run_files.ARGS} with a test_file beside it: "
-                         "pass --gold") from None
-    candidates = [Path(test_file)] if Path(test_file).is_absolute() else \
-        [Path(test_file), predictions.resolve().parent.parent.parent / test_file]
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate
-    raise UsageError(f"{args_path}: test_file {test_file} is not found from here: pass --gold")
+        return run_test_file(predictions.parent)
+    except UsageError as error:
+        raise UsageError(f"{error}: pass --gold") from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     predictions = Path(args.predictions)
     try:
         rows, text_field = read_prediction_rows(predictions, args.prediction_field)
-        gold = Path(args.gold) if args.gold else run_gold_file(predictions)
+        gold = Path(args.gold) if args.gold else gold_of_run(predictions)
         examples = load_examples(gold)
         target_field = args.target_field or common_target_field(rows, predictions) or DEFAULT_TARGET_FIELD
     except (UsageError, DatasetError, OSError) as error:

@@ -140,10 +140,10 @@ def test_the_gold_defaults_to_the_run_folders_test_file(script, capsys, gold_fil
     assert (summary["target_field"], summary["answer_correct_strict"]) == ("answer", 1)
     (folder / "args.json").write_text(json.dumps({"test_file": "elsewhere.json"}))
     code, _, err = run(script, capsys, predictions)
-    assert code == 2 and "test_file elsewhere.json is not found from here: pass --gold" in err
+    assert code == 2 and "test_file elsewhere.json is not found from here or from the run's folder: pass --gold" in err
     outside = write_lines(tmp_path / "p.jsonl", [{"id": "C/2019/page_3.pdf-1", "generation": "yes"}])
     code, _, err = run(script, capsys, outside)
-    assert code == 2 and "no run folder args.json with a test_file beside it: pass --gold" in err
+    assert code == 2 and "no args.json with a test_file: not a run folder of the driver: pass --gold" in err
 
 
 def test_a_predictions_file_with_keys_of_an_earlier_version_still_scores(script, capsys, gold_file, tmp_path):

@@ -189,8 +189,8 @@ def test_finetune_then_score_and_compare_as_a_user_does(tiny_model_dir, tmp_path
                 "execution_errors"):
         assert rescored[key] == metrics[key], key
     header, row = run_script("compare_runs", str(folder), cwd=tmp_path).stdout.strip().splitlines()
-    assert header.split()[:4] == ["run", "n", "execution_accuracy", "program_accuracy"]
-    assert row.split()[:4] == [folder.name, "3", f"{metrics['execution_accuracy']:.4f}",
+    assert header.split()[:5] == ["run", "target_field", "n", "execution_accuracy", "program_accuracy"]
+    assert row.split()[:5] == [folder.name, "program", "3", f"{metrics['execution_accuracy']:.4f}",
                                f"{metrics['program_accuracy']:.4f}"]
 
 

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from finqa_dsl.core.errors import UsageError
 from finqa_dsl.runs import files as run_files
 
 # Arguments that may change between an interrupted run and its resumption in the same folder.
@@ -46,3 +47,21 @@ def _same_args(path: Path, args: dict[str, Any]) -> bool:
         return {k: v for k, v in d.items() if k not in _RESUME_NEUTRAL_ARGS}
 
     return relevant(saved) == relevant(json.loads(json.dumps(args, default=str)))
+
+
+def run_test_file(folder: Path) -> Path:
+    """The ``test_file`` of a run folder's ``args.json``; a relative path is taken from the current folder, else
+    from the folder the run started in (the one above ``__output__``). :class:`UsageError` when there is none."""
+    args_path = folder / run_files.ARGS
+    try:
+        test_file = json.loads(args_path.read_text(encoding="utf-8"))["test_file"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise UsageError(f"{folder}: no {run_files.ARGS} with a test_file: not a run folder of the driver") from None
+    if not isinstance(test_file, str) or not test_file:
+        raise UsageError(f"{args_path}: test_file is not set: the run made no test predictions")
+    candidates = [Path(test_file)] if Path(test_file).is_absolute() else \
+        [Path(test_file), folder.resolve().parent.parent / test_file]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise UsageError(f"{args_path}: test_file {test_file} is not found from here or from the run's folder")

@@ -13,7 +13,6 @@ and answers; the target registry says which a target has).
 from __future__ import annotations
 
 import io
-import json
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from finqa_dsl.core.errors import UsageError
 from finqa_dsl.core.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from finqa_dsl.core.targets import Target, get_target
 from finqa_dsl.runs import files as run_files
+from finqa_dsl.runs.folder import run_test_file
 
 # The correctness flags a scored row may carry, in the order a target's default is chosen.
 CORRECT_FLAGS = (m.EXECUTION_CORRECT, m.PROGRAM_CORRECT, m.ANSWER_CORRECT_STRICT, m.ANSWER_CORRECT_TOLERANT,
@@ -93,24 +93,6 @@ class Run:
 
     def right(self, row: dict[str, Any]) -> bool:
         return bool(row[self.flag])
-
-
-def run_test_file(folder: Path) -> Path:
-    """The ``test_file`` of a run folder's ``args.json``; a relative path is taken from the current folder, else
-    from the folder the run started in (the one above ``__output__``)."""
-    args_path = folder / run_files.ARGS
-    try:
-        test_file = json.loads(args_path.read_text(encoding="utf-8"))["test_file"]
-    except (OSError, ValueError, KeyError, TypeError):
-        raise ReportError(f"{folder}: no {run_files.ARGS} with a test_file: not a run folder of the driver") from None
-    if not isinstance(test_file, str) or not test_file:
-        raise ReportError(f"{args_path}: test_file is not set: the run made no test predictions")
-    candidates = [Path(test_file)] if Path(test_file).is_absolute() else \
-        [Path(test_file), folder.resolve().parent.parent / test_file]
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate
-    raise ReportError(f"{args_path}: test_file {test_file} is not found from here or from the run's folder")
 
 
 def scored_flags(target: Target) -> tuple[str, ...]:

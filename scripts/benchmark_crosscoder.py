@@ -11,8 +11,8 @@ schedule) trains on the same batches, interleaved step by step with ours, and th
     python scripts/benchmark_crosscoder.py planted --seeds 0,1,2 --steps 4000 [--decoder_init_norm 1.0 ...]
 
 The default (no subcommand): crosscoder pipeline throughput: activation collection tokens/s and peak memory vs
-the number of examples (flat, thanks to streamed shards), and crosscoder training tokens/s. Each measurement runs in its own process,
-so that its peak RSS is its own. Prints one JSON object.
+the number of examples (flat, thanks to streamed shards), and crosscoder training tokens/s. Each measurement
+runs in its own process, so that its peak RSS is its own. Prints one JSON object.
 
 Collection: scripts/collect_activations.py on the first N sample training examples (prompt + gold program),
 both models on the CPU (default: the default model against itself, --ft_model for a LoRA), one layer's MLP
@@ -107,18 +107,28 @@ def planted_main(argv: list[str]) -> None:
     p.add_argument("--k", type=int, default=8)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--reference", action="store_true", help="also time the minimal reference, interleaved")
+    p.add_argument("--profile", type=int, default=0,
+                   help="profile this many of our training steps (after 20 warm-up steps) and print where the time "
+                        "goes (torch.profiler, top operators by self CPU time) instead of training")
     model_defaults = CrosscoderConfig(d_model=1, dict_size=1)
     for name in ("decoder_init_norm", "same_init_for_all_models", "init_with_transpose"):
         p.add_argument(f"--{name}", type=_typed(getattr(model_defaults, name)), default=getattr(model_defaults, name))
     train_defaults = dict(steps=4000, batch_size=1024, dead_tokens=100_000, log_every=500, checkpoint_every=10**9)
     for field in fields(TrainConfig):
         default = train_defaults.get(field.name, field.default)
-        kind = float if field.name == "lr" else _typed(default)
+        kind = (lambda v: None if v == "auto" else float(v)) if field.name == "lr" else _typed(default)
         p.add_argument(f"--{field.name}", type=kind, default=default)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     spec = replace(getattr(synthetic, args.spec), seed=args.data_seed)
     planted = synthetic.PlantedActivations(spec)
+    if args.profile:
+        model = CrosscoderConfig(d_model=spec.d_model, dict_size=args.dict_size, k=args.k,
+                                 **{n: getattr(args, n) for n in ("decoder_init_norm", "same_init_for_all_models",
+                                                                 "init_with_transpose")})
+        train = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
+        print(profile_steps(planted, model, train, args.profile))
+        return
     rows = []
     for seed in (int(v) for v in args.seeds.split(",")):
         model = CrosscoderConfig(d_model=spec.d_model, dict_size=args.dict_size, k=args.k,
@@ -175,6 +185,30 @@ def run_planted(planted, model, train, *, reference: bool = False) -> dict:
                    speed_ratio=round(times["reference"] / times["ours"], 3),
                    reference_line=synthetic.recovery_line(ref_report))
     return row
+
+
+def profile_steps(planted, model, train, steps: int) -> str:
+    """torch.profiler's table of ``steps`` training steps (after 20 unprofiled ones) on pre-drawn batches."""
+    from torch.profiler import profile
+
+    from finqa_dsl.diffing.training import CrosscoderTrainer, _Window
+
+    trainer = CrosscoderTrainer(model, train, planted)
+    trainer._initialise_from_data()
+    stream = planted.batches(train.batch_size, seed=train.seed)
+    batches = [next(stream)["activations"] for _ in range(10)]
+    window = _Window(model.n_models, trainer.device)
+    for i in range(20):
+        trainer._train_step(batches[i % 10], window)
+        trainer.step += 1
+    with profile() as prof:
+        start = time.perf_counter()
+        for i in range(steps):
+            trainer._train_step(batches[i % 10], window)
+            trainer.step += 1
+        seconds = time.perf_counter() - start
+    table = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15)
+    return f"{steps} steps, {seconds / steps * 1000:.1f} ms/step (profiled)\n{table}"
 
 
 class Reference:

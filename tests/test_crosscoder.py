@@ -448,7 +448,7 @@ def test_recovery_checker_scores_planted_directions():
         assert report[kind]["total"] == report[kind]["found"] == report[kind]["right"] == total
     rotated = report["rotated"]["features"][0]
     assert rotated["decoder_cosine"] == pytest.approx(spec.rotated_cosine, abs=1e-4) == rotated["planted_cosine"]
-    assert synthetic.recovery_line(report) == "ft_only 4/4 base_only 2/2 rotated 4/4 shared 100.0%"
+    assert synthetic.recovery_line(report) == "ft_only 4/4 base_only 2/2 rotated 2/2 shared 100.0%"
 
     # A fine-tuned-only feature whose latent has the same norm in both models is found but has the wrong norm.
     first_ft = spec.n_shared
@@ -543,7 +543,7 @@ def test_convergence_summary_and_warning(planted, tmp_path):
     trainer.sketch_window = torch.randn_like(trainer.sketch_window)
     assert not trainer.convergence_summary()["settled"]
     trainer.sketch_window = trainer._sketch()
-    trainer.fve_window["fve_ft"] -= 0.05
+    trainer.fve_window["fve_ft"] -= 0.06
     assert not trainer.convergence_summary()["settled"]
 
 

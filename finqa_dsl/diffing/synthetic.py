@@ -65,8 +65,9 @@ class PlantedSpec:
 HARD = PlantedSpec(d_model=64, n_shared=256, n_ft_only=8, n_base_only=4, n_rotated=8, shared_probability=0.02,
                    exclusive_probability=0.02, shared_rotation=0.2, shared_scale_spread=0.2, rotated_cosine=0.3,
                    noise=0.02, ft_scale=3.0)
-# A small version of it for the slow test: half the dimension and features, the same rarity.
-HARD_SMALL = replace(HARD, d_model=32, n_shared=96, n_ft_only=4, n_base_only=2, n_rotated=4)
+# A small version of it for the slow test: half the dimension, a quarter of the shared features, the same
+# rarity and the same share of model-specific ones.
+HARD_SMALL = replace(HARD, d_model=32, n_shared=64, n_ft_only=4, n_base_only=2, n_rotated=2)
 
 
 class PlantedActivations:

@@ -20,7 +20,9 @@ compared with those of the previous log step (``class_changed``). At the end, ag
 ``settle_window`` of training: the share of latents whose class changed, whose relative norm moved by more than
 0.05, and whose decoder direction turned (cosine below 0.95, on a fixed random 64-dimensional sketch of the
 decoder, so that no copy of the decoder is kept), and the gain in FVE per model; ``train_summary.json`` says
-whether the crosscoder settled (class changes < 2%, moves < 5%, turns < 5% of live latents, FVE gain < 0.01).
+whether the crosscoder settled (class changes < 2%, moves < 5%, turns < 10% of live latents, FVE gain < 0.05:
+heuristics, set on the planted benchmark, where a run that recovered every feature still gained 0.04 FVE
+during its learning-rate decay and turned 6% of its latents, and an underfit one stayed at FVE 0.70).
 """
 
 from __future__ import annotations
@@ -343,7 +345,7 @@ class CrosscoderTrainer:
         gains = {key: last[key] - value for key, value in self.fve_window.items() if key in last}
         dead = int(dead_mask.sum())
         settled = (changed is not None and moved is not None and turned is not None and changed < 0.02
-                   and moved < 0.05 and turned < 0.05 and all(g < 0.01 for g in gains.values()))
+                   and moved < 0.05 and turned < 0.10 and all(g < 0.05 for g in gains.values()))
         verdict = (f"over the last {self.step - self.window_start} steps {100 * (changed or 0):.1f}% of latents "
                    f"changed class, {100 * (moved or 0):.1f}% moved their relative norm by > 0.05, "
                    f"{100 * (turned or 0):.1f}% of live latents turned their decoder direction, FVE rose by "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -153,7 +154,7 @@ def test_wandb_offline_logs_training_and_test_metrics(in_tmp, tiny_model_dir, mo
     logged = records.read_bytes()
     for key in (b"train/loss", b"test/execution_accuracy", b"timing/test_inference_duration_seconds",
                 b"test/latency_ms"):
-        assert key in logged
+        assert key in logged, sorted(set(re.findall(rb"[a-z_]+/[a-z_]+", logged)))
 
 
 def test_qlora_names_the_layer_that_the_cpu_4bit_kernel_cannot_run(in_tmp, tmp_path_factory, default_tokenizer,

@@ -29,5 +29,8 @@ class WandbReporter:
             self.run.log({"test/latency_ms": self._wandb.Histogram(latencies_ms)})
 
     def finish(self) -> None:
+        """End the run and wait until W&B has written it: ``finish`` alone may return before an offline run's
+        records reach its ``.wandb`` file, which ``teardown`` (shutting W&B's service down) waits for."""
         if self.run is not None:
             self.run.finish()
+            self._wandb.teardown()

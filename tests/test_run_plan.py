@@ -46,6 +46,9 @@ def test_the_plan_resolves_every_setting_without_loading_weights(in_tmp, tiny_mo
     assert plan.folder == in_tmp.joinpath("__output__", "planned").relative_to(in_tmp)
     assert plan.training_args.output_dir == str(plan.folder / run_files.CHECKPOINTS)
     assert plan.model_options.peft == "none" and not plan.model_options.quantize_4bit
+    assert plan.training_args.train_sampling_strategy == "group_by_length"  # padded batches, grouped by length
+    unpadded = prepare(_flags(tiny_model_dir, "--do_train", "--padding_free", "true", "--output_folder", "flat"))
+    assert unpadded.training_args.train_sampling_strategy == "random"
     assert len(plan.test.records) == 3
     assert all(record.prompt.count("Question:") >= DEFAULT_FEW_SHOT_K + 1 for record in plan.test.records)
     with pytest.raises(dataclasses.FrozenInstanceError):

@@ -38,6 +38,7 @@ from finqa_dsl.models.options import ModelOptions
 from finqa_dsl.runs import files as run_files
 from finqa_dsl.runs.folder import resolve_run_folder
 from finqa_dsl.runs.processes import from_main_process, process_state
+from finqa_dsl.training.options import train_sampling_strategy
 
 
 @dataclass(frozen=True)
@@ -207,7 +208,11 @@ def _training_args_for(training_args, folder: Path, run_args: RunArguments):
     """``TrainingArguments`` writing checkpoints into the run folder, reporting to W&B when asked. The Trainer
     pushes nothing itself (it would upload checkpoints/ on every save): the driver uploads final_model/, as
     ``scripts/merge_lora.py --push_to_hub`` uploads a merged model (:mod:`finqa_dsl.models.hub`)."""
-    changes: dict[str, Any] = {"output_dir": str(folder / run_files.CHECKPOINTS), "push_to_hub": False}
+    changes: dict[str, Any] = {
+        "output_dir": str(folder / run_files.CHECKPOINTS), "push_to_hub": False,
+        "train_sampling_strategy": train_sampling_strategy(training_args.train_sampling_strategy,
+                                                           run_args.padding_free),
+    }
     if run_args.wandb_project and run_args.wandb_mode != "disabled":
         reporters = [training_args.report_to] if isinstance(training_args.report_to, str) \
             else list(training_args.report_to or [])

@@ -1,4 +1,4 @@
-"""The choices of ``--loss_implementation``, torch-free so that argument checking stays fast."""
+"""The choices of ``--loss_implementation`` and the batch order, torch-free so that argument checking stays fast."""
 
 from __future__ import annotations
 
@@ -24,3 +24,9 @@ def check_loss_implementation(name: str, use_liger_kernel: bool = False) -> None
                               "(GPU only), or use --loss_implementation target_only.",
                       no_gpu="--loss_implementation liger runs Triton kernels on a GPU and none is available: use "
                              "--loss_implementation target_only (exact, the default).")
+
+
+def train_sampling_strategy(requested: str, padding_free: bool) -> str:
+    """The Trainer's batch order: padded batches (the default) are grouped by length, so that little padding is
+    computed (BENCHMARKS.md); ``--train_sampling_strategy`` other than ``random``, or ``--padding_free``, is kept."""
+    return "group_by_length" if requested == "random" and not padding_free else requested

@@ -182,10 +182,10 @@ def train_and_evaluate(model, tokenizer, training_args, folder: str | os.PathLik
     """Train on ``train_records`` (when given; resuming from ``training_args.resume_from_checkpoint``, else
     from the last checkpoint an interrupted run left in ``training_args.output_dir``), save
     the model and tokenizer to ``<folder>/final_model``, then evaluate the loss on ``eval_records`` (when
-    given). Timed as the ``train`` and ``eval`` phases of ``timing``. Padded batches are length-grouped
-    unless ``training_args.train_sampling_strategy`` says otherwise. The loss is computed as
-    ``loss_implementation`` says (:mod:`finqa_dsl.training.target_loss`). Returns the Trainer's metrics, the
-    encoding counts and ``loss_implementation``: the loss that actually ran."""
+    given). Timed as the ``train`` and ``eval`` phases of ``timing``. Batches come in the order that
+    ``training_args.train_sampling_strategy`` says (the driver's plan groups padded batches by length). The loss
+    is computed as ``loss_implementation`` says (:mod:`finqa_dsl.training.target_loss`). Returns the Trainer's
+    metrics, the encoding counts and ``loss_implementation``: the loss that actually ran."""
     results: dict[str, Any] = {}
     train_dataset = eval_dataset = None
     if train_records is not None:
@@ -194,8 +194,6 @@ def train_and_evaluate(model, tokenizer, training_args, folder: str | os.PathLik
     if eval_records is not None:
         eval_dataset, stats = build_train_dataset(eval_records, tokenizer, max_length)
         results["eval_encoding"] = stats.as_dict()
-    if not padding_free and training_args.train_sampling_strategy == "random":
-        training_args.train_sampling_strategy = "group_by_length"
     trainer_type, results["loss_implementation"] = trainer_class(loss_implementation, model, training_args)
     logger.info("Loss: %s", results["loss_implementation"])
     trainer = trainer_type(

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from finqa_dsl.core.data import DatasetError, load_examples
 from finqa_dsl.core.errors import UsageError
+from finqa_dsl.core.finqa_csv import BAD_PROGRAM_CHOICES
 from finqa_dsl.core.metrics import N_DUPLICATE_IDS
 from finqa_dsl.core.prediction_rows import ID, common_target_field, read_prediction_rows
 from finqa_dsl.core.targets import TARGET_FIELDS, get_target, score_predictions
@@ -38,6 +39,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                        "test_file of the run folder's args.json)")
     parser.add_argument("--prediction_field", help="the field holding the model output (default: generation, "
                                                    "else prediction)")
+    parser.add_argument("--bad_program", choices=BAD_PROGRAM_CHOICES, default="skip",
+                        help="a row of a study CSV gold file whose program does not execute: skip it (logged, "
+                             "counted) or refuse the file")
     parser.add_argument("--target_field", choices=TARGET_FIELDS,
                         help=f"what the predictions are (default: their target_field, else {DEFAULT_TARGET_FIELD})")
     return parser.parse_args(argv)
@@ -57,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         rows, text_field = read_prediction_rows(predictions, args.prediction_field)
         gold = Path(args.gold) if args.gold else gold_of_run(predictions)
-        examples = load_examples(gold)
+        examples = load_examples(gold, bad_program=args.bad_program)
         target_field = args.target_field or common_target_field(rows, predictions) or DEFAULT_TARGET_FIELD
     except (UsageError, DatasetError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)

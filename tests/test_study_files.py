@@ -83,3 +83,40 @@ def test_the_studys_csvs_run_through_teacher_filter_fine_tuning_and_scoring(in_t
     assert score_predictions.main([str(predictions), "--gold", str(test), "--target_field", "code"]) == 0
     scored = json.loads(capsys.readouterr().out)
     assert scored["n"] == 4 and scored["execution_accuracy"] == metrics["execution_accuracy"]
+
+
+def test_a_study_row_whose_program_does_not_run_is_skipped_or_refused_as_the_user_chooses(in_tmp, tiny_model_dir,
+                                                                                         capsys):
+    train = study_csv(in_tmp / "train.csv", SAMPLE / "train.json", 4)
+    columns, rows = _read(train)
+    rows[1]["program"] = "divide(5, 0)"  # row 2: does not execute
+    _write(train, columns, rows)
+    test = study_csv(in_tmp / "test.csv", SAMPLE / "test.json", 2)
+    flags = ["--model_name", str(tiny_model_dir), "--train_file", str(train), "--test_file", str(test),
+             "--do_train", "--max_steps", "1", "--report_to", "none", "--input_mode", "all", "--output_folder", "x"]
+    assert driver.main([*flags, "--bad_program", "refuse"]) == 2
+    error = capsys.readouterr().err
+    assert "train.csv" in error and "row 2" in error and "--bad_program skip" in error
+    assert not (in_tmp / "__output__").exists()
+    assert driver.main([*flags, "--bad_program", "skip"]) == 0
+    trained = json.loads((in_tmp / "__output__" / "x" / "train_metrics.json").read_text())
+    assert trained["train_encoding"]["kept"] == 3
+    predictions = in_tmp / "__output__" / "x" / "test_predictions.jsonl"
+    predictions.write_text(json.dumps({"id": "train-2", "generation": "divide(5, 1)"}) + "\n")
+    capsys.readouterr()
+    assert score_predictions.main([str(predictions), "--gold", str(train), "--bad_program", "refuse"]) == 2
+    assert "row 2" in capsys.readouterr().err
+    assert score_predictions.main([str(predictions), "--gold", str(train)]) == 0
+    assert json.loads(capsys.readouterr().out)["n_left_out"] == 1  # its gold row was skipped
+
+
+def test_the_program_target_refuses_a_teacher_csv_row_without_a_program(in_tmp, tiny_model_dir, capsys):
+    teacher = in_tmp / "teacher.csv"
+    train = study_csv(in_tmp / "train.csv", SAMPLE / "train.json", 2)
+    assert generate_teacher_code.main([str(train), "--output_file", str(teacher), "--teacher", "gold-program"]) == 0
+    _, rows = _read(teacher)
+    study_teacher = _write(in_tmp / "study_teacher.csv", STUDY_TEACHER_COLUMNS, rows)
+    capsys.readouterr()
+    assert driver.main(["--model_name", str(tiny_model_dir), "--train_file", str(study_teacher), "--do_train",
+                        "--target_field", "program", "--input_mode", "all", "--report_to", "none"]) == 2
+    assert "field 'qa.program'" in capsys.readouterr().err

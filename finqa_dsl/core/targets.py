@@ -81,6 +81,13 @@ def canonical_number(value: float | str) -> str:
     return "0" if text == "-0" else text
 
 
+def _program_text(example: Example) -> str:
+    if not example.program:
+        raise DatasetError.for_field(example.source, example.id, "qa.program",
+                                     "a program, required by target_field 'program' (a teacher CSV row has code only)")
+    return example.program
+
+
 def _answer_text(example: Example) -> str:
     if example.answer is None:
         raise DatasetError.for_field(example.source, example.id, "qa.answer",
@@ -176,7 +183,7 @@ TARGETS: dict[str, Target] = {target.name: target for target in (
             "(const_1, const_2, const_100, const_1000, ...).\n"
             "Reply with the program only, e.g. subtract(5829, 5735), divide(#0, 5735)"
         ),
-        gold_text=lambda example: example.program, parse=clean_generation, gold_value=_exe_ans,
+        gold_text=_program_text, parse=clean_generation, gold_value=_exe_ans,
         _score=_score_program, _execute_alone=_run_program,
         _summarize=lambda rows: {**_accuracies(rows, _EXECUTION, _PROGRAM), **_errors(rows)},
     ),

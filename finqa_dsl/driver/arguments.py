@@ -12,6 +12,7 @@ from pathlib import Path
 
 from finqa_dsl.core.context import INPUT_MODES
 from finqa_dsl.core.errors import UsageError
+from finqa_dsl.core.finqa_csv import BAD_PROGRAM_CHOICES
 from finqa_dsl.core.targets import TARGET_FIELDS, get_target
 from finqa_dsl.inference.interface import GenerationSettings, check_settings
 from finqa_dsl.training.options import TARGET_ONLY, check_loss_implementation
@@ -63,6 +64,9 @@ class DataArguments:
     max_eval_samples: int = field(default=0, metadata={"help": "Use the first N eval examples (0: all)."})
     max_test_samples: int = field(default=0, metadata={"help": "Use the first N test examples (0: all)."})
     few_shot_k: int = field(default=0, metadata={"help": "Exemplars from the train file put in every prompt."})
+    bad_program: str = field(
+        default="skip", metadata={"help": "A row of a study CSV whose program does not execute: skip (each logged "
+                                          "with its row number, and counted) | refuse (stop, naming the row)."})
     task_instruction: str = field(
         default="", metadata={"help": "Instruction text replacing the built-in one of the target (empty: built-in)."}
     )
@@ -125,6 +129,7 @@ def validate(model: ModelArguments, data: DataArguments, generation: GenerationA
     flags' choices are checked where they become :class:`~finqa_dsl.models.options.ModelOptions`)."""
     _check_choice("--target_field", data.target_field, TARGET_FIELDS)
     _check_choice("--input_mode", data.input_mode, INPUT_MODES)
+    _check_choice("--bad_program", data.bad_program, BAD_PROGRAM_CHOICES)
     _check_choice("--wandb_mode", run.wandb_mode, WANDB_MODES)
     if run.eval_type:
         _check_choice("--eval_type", run.eval_type, EVAL_TYPES)

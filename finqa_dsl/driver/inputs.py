@@ -33,7 +33,7 @@ def load_splits(data_args, context_config: ContextConfig, *, do_train: bool, do_
 
     def examples(flag: str, path: str, limit: int) -> list[Example]:
         if path not in loaded:
-            loaded[path] = load_examples(path)
+            loaded[path] = load_examples(path, bad_program=data_args.bad_program)
         chosen = loaded[path][:limit] if limit else loaded[path]
         if not chosen:
             raise UsageError(f"{flag} {path}: no examples (the file holds no records)")

@@ -74,7 +74,8 @@ class Crosscoder(nn.Module):
     # --- encoder -------------------------------------------------------------------------------------
     def pre_activations(self, x: torch.Tensor) -> torch.Tensor:
         """``ReLU(sum_m x_m W_enc[m] + b_enc)``, before any sparsity rule."""
-        return torch.relu(torch.einsum("bmd,mdn->bn", x, self.W_enc) + self.b_enc)
+        # One (batch, m*d) x (m*d, dict) product: both layouts are views, so neither pass copies a weight.
+        return torch.relu(torch.addmm(self.b_enc, x.flatten(1), self.W_enc.flatten(0, 1)))
 
     def decoder_norms(self) -> torch.Tensor:
         """``||d_i^m||`` as ``(dict_size, n_models)``."""
@@ -109,8 +110,9 @@ class Crosscoder(nn.Module):
     # --- decoder -------------------------------------------------------------------------------------
     def decode(self, f: torch.Tensor, *, bias: bool = True) -> torch.Tensor:
         """``x_hat_m = f W_dec[:, m] (+ b_dec[m])`` as ``(batch, n_models, d_model)``."""
-        out = torch.einsum("bn,nmd->bmd", f, self.W_dec)
-        return out + self.b_dec if bias else out
+        if bias:
+            return torch.addmm(self.b_dec.flatten(), f, self.W_dec.flatten(1)).view(-1, *self.b_dec.shape)
+        return (f @ self.W_dec.flatten(1)).view(-1, *self.b_dec.shape)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Normalised ``x`` -> ``(x_hat, f)``."""
@@ -138,7 +140,15 @@ def batch_topk(f: torch.Tensor, scores: torch.Tensor, k: int) -> torch.Tensor:
 
 def batch_topk_mask(scores: torch.Tensor, k: int, *, hint: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """The mask of the ``k * batch`` largest positive scores of the batch, and the smallest kept positive score
-    (0 if none).
+    (0 if none). ``batch_topk_indices`` says how it is found."""
+    top, smallest = batch_topk_indices(scores, k, hint=hint)
+    mask = torch.zeros(scores.numel(), dtype=torch.bool, device=scores.device)
+    mask[top] = True
+    return mask.view_as(scores), smallest
+
+
+def batch_topk_indices(scores: torch.Tensor, k: int, *, hint: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Flat indices of the ``k * batch`` largest positive scores of the batch, and the smallest of them (0 if none).
 
     ``hint``: a score believed to lie below the cut (e.g. a little under the previous batch's smallest kept
     score). When at least ``k * batch`` scores exceed it, only those are ranked (a few thousand instead of
@@ -154,11 +164,10 @@ def batch_topk_mask(scores: torch.Tensor, k: int, *, hint: float | None = None) 
     if top is None:
         top = flat.topk(keep, sorted=False).indices
     kept = flat[top]
-    mask = torch.zeros_like(flat, dtype=torch.bool)
-    mask[top] = True
-    mask &= flat > 0
-    smallest = torch.where(kept > 0, kept, torch.inf).min() if keep else flat.new_zeros(())
-    return mask.view_as(scores), torch.where(torch.isinf(smallest), torch.zeros_like(smallest), smallest)
+    positive = kept > 0
+    top, kept = top[positive], kept[positive]
+    smallest = kept.min() if kept.numel() else flat.new_zeros(())
+    return top, smallest
 
 
 def geometric_median(points: torch.Tensor, *, iterations: int = 100, tol: float = 1e-6) -> torch.Tensor:

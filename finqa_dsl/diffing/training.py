@@ -16,13 +16,13 @@ et al. 2024 (BatchTopK). The learning rate falls linearly to 0 over the last ``1
 (dictionary_learning's ``decay_start``; its default is no decay, ours 0.8: see BENCHMARKS.md).
 
 Convergence: at every log step the latents' classes by relative decoder norm (``analysis.Thresholds``) are
-compared with those of the previous log step (``class_changed``). At the end, against the start of the last
-``settle_window`` of training: the share of latents whose class changed, whose relative norm moved by more than
-0.05, and whose decoder direction turned (cosine below 0.95, on a fixed random 64-dimensional sketch of the
-decoder, so that no copy of the decoder is kept), and the gain in FVE per model; ``train_summary.json`` says
-whether the crosscoder settled (class changes < 2%, moves < 5%, turns < 10% of live latents, FVE gain < 0.05:
-heuristics, set on the planted benchmark, where a run that recovered every feature still gained 0.04 FVE
-during its learning-rate decay and turned 6% of its latents, and an underfit one stayed at FVE 0.70).
+compared with those of the previous log step (``class_changed``). Over the settle window, the last
+``settle_window`` of the steps before the rate starts to decay (a decaying rate stills every run, finished or
+not; without decay, the last ``settle_window`` of training): the share of latents whose class changed, whose
+relative norm moved by more than 0.05, and whose decoder direction turned (cosine below 0.95, on a fixed
+random 64-dimensional sketch of the decoder, so that no copy of the decoder is kept), and the gain in FVE per
+model; ``train_summary.json`` says whether the crosscoder settled (class changes < 2%, moves < 5%, turns < 10%
+of live latents, FVE gain < 0.05: heuristics from the planted benchmark).
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ from finqa_dsl.diffing.analysis import CLASSES, class_ids, relative_norm
 from finqa_dsl.diffing.crosscoder import (
     Crosscoder,
     CrosscoderConfig,
-    batch_topk_mask,
+    batch_topk_indices,
     estimate_scales,
     save_crosscoder,
 )
@@ -121,14 +121,19 @@ def fraction_of_variance_explained(x: torch.Tensor, x_hat: torch.Tensor) -> torc
 
 def auxk_loss(crosscoder: Crosscoder, residual: torch.Tensor, pre_activations: torch.Tensor,
               dead: torch.Tensor, k_aux: int) -> torch.Tensor:
-    """Normalised squared error of the residual reconstructed by the top ``k_aux`` dead latents (0 if none)."""
-    n_dead = int(dead.sum())
+    """Normalised squared error of the residual reconstructed by the top ``k_aux`` dead latents (0 if none).
+
+    Works on the dead latents' columns only (gathered once), so its cost scales with the number of dead latents,
+    not with the dictionary."""
+    dead_ids = dead.nonzero().squeeze(1)
+    n_dead = dead_ids.numel()
     if n_dead == 0:
         return pre_activations.new_zeros(())
-    masked = torch.where(dead[None], pre_activations, torch.full_like(pre_activations, -torch.inf))
-    values, indices = masked.topk(min(k_aux, n_dead), dim=-1, sorted=False)
-    codes = torch.zeros_like(pre_activations).scatter(-1, indices, values.clamp_min(0))
-    error = (residual - crosscoder.decode(codes, bias=False)).pow(2).sum(dim=(1, 2)).mean()
+    pre_dead = pre_activations.index_select(1, dead_ids)  # (batch, n_dead)
+    values, indices = pre_dead.topk(min(k_aux, n_dead), dim=-1, sorted=False)
+    codes = torch.zeros_like(pre_dead).scatter(-1, indices, values.clamp_min(0))
+    decoded = codes @ crosscoder.W_dec.index_select(0, dead_ids).flatten(1)  # no bias
+    error = (residual.flatten(1) - decoded).pow(2).sum(dim=1).mean()
     variance = (residual - residual.mean(dim=0, keepdim=True)).pow(2).sum(dim=(1, 2)).mean()
     return (error / variance.clamp_min(1e-12)).nan_to_num(0.0)
 
@@ -155,7 +160,13 @@ class CrosscoderTrainer:
         # Convergence: relative norms at the previous log step and at the start of the settle window.
         self.delta_logged = torch.full((model_config.dict_size,), math.nan, dtype=torch.float64)
         self.delta_window = torch.full((model_config.dict_size,), math.nan, dtype=torch.float64)
-        self.window_start = min(config.steps - 1, int(round(config.steps * (1 - config.settle_window))))
+        # The settle window ends where the rate starts to decay (a decaying rate stills any run, finished or not)
+        # and spans ``settle_window`` of the steps.
+        decay_from = max(config.warmup_steps, int(config.decay_start * config.steps))
+        self.window_end = decay_from if decay_from < config.steps else config.steps
+        span = int(round(config.steps * config.settle_window))
+        self.window_start = max(0, min(config.steps - 1, self.window_end - span))
+        self.window_summary: dict[str, Any] | None = None
         sketch = torch.randn(model_config.n_models * model_config.d_model, 64,
                              generator=torch.Generator().manual_seed(12345))
         self.sketch_matrix = sketch.to(self.device)
@@ -171,7 +182,8 @@ class CrosscoderTrainer:
                 "step": self.step, "model": self.crosscoder.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "tokens_since_fired": self.tokens_since_fired,
                 "delta_logged": self.delta_logged, "delta_window": self.delta_window,
-                "sketch_window": self.sketch_window, "fve_window": self.fve_window}
+                "sketch_window": self.sketch_window, "fve_window": self.fve_window,
+                "window_summary": self.window_summary}
 
     def save_checkpoint(self) -> Path:
         assert self.out_dir is not None
@@ -197,6 +209,7 @@ class CrosscoderTrainer:
         self.tokens_since_fired = blob["tokens_since_fired"].to(self.device)
         self.delta_logged, self.delta_window = blob["delta_logged"], blob["delta_window"]
         self.sketch_window, self.fve_window = blob["sketch_window"], blob["fve_window"]
+        self.window_summary = blob["window_summary"]
         self.step = blob["step"]
 
     # --- the loop ------------------------------------------------------------------------------------
@@ -225,6 +238,8 @@ class CrosscoderTrainer:
             while self.step < cfg.steps:
                 if self.step == self.window_start:
                     self.delta_window, self.sketch_window = self._delta(), self._sketch()
+                if self.step == self.window_end and self.window_summary is None:
+                    self.window_summary = self._movement()
                 self._train_step(next(stream)["activations"].to(self.device, non_blocking=True), window)
                 self.step += 1
                 bar.update(1)
@@ -269,11 +284,15 @@ class CrosscoderTrainer:
         topk = cc.config.sparsity == "batchtopk"
         if topk:
             with torch.no_grad():
-                mask, smallest = batch_topk_mask(pre * norms, cc.config.k, hint=self._topk_hint)
+                top, smallest = batch_topk_indices(pre * norms, cc.config.k, hint=self._topk_hint)
+                mask = torch.zeros(pre.numel(), dtype=pre.dtype, device=pre.device).index_fill_(0, top, 1.0)
             self._topk_hint = 0.9 * float(smallest)  # next batch ranks only the scores above this
-            f = pre * mask
+            f = pre * mask.view_as(pre)
+            fired, active_count = top % pre.shape[1], top.numel()
         else:
             f = pre
+            active = f > 0
+            fired, active_count = active.any(dim=0).nonzero().squeeze(1), active.sum()
         x_hat = cc.decode(f)
         error = x - x_hat
         per_model = error.pow(2).sum(dim=2).mean(dim=0)  # (n_models,)
@@ -292,12 +311,11 @@ class CrosscoderTrainer:
         self.optimizer.step()
         self.scheduler.step()
         with torch.no_grad():
-            active = f > 0
             self.tokens_since_fired += raw.shape[0]
-            self.tokens_since_fired.masked_fill_(active.any(dim=0), 0)
+            self.tokens_since_fired.index_fill_(0, fired, 0)
             if topk and self.step >= cfg.threshold_start_step:
                 self._update_threshold(smallest)
-            window.add(x, error, per_model, loss, penalty, active)
+            window.add(x, per_model, loss, penalty, active_count)
 
     def _update_threshold(self, smallest: torch.Tensor) -> None:
         threshold = self.crosscoder.threshold
@@ -328,35 +346,43 @@ class CrosscoderTrainer:
         self.last_row = row
         return row
 
-    def convergence_summary(self) -> dict[str, Any]:
-        """Whether the latents still move over the last ``settle_window`` of training (see the module
-        docstring), with dead latents and the last log row's loss and FVE per model."""
+    def _movement(self) -> dict[str, Any]:
+        """How much the latents moved between the start of the settle window and now (see the module docstring)."""
         delta = self._delta()
-        ids = class_ids(delta)
         changed = _changed_share(self.delta_window, delta)
         moved = turned = None
-        dead_mask = (self.tokens_since_fired >= self.config.dead_tokens).cpu()
         if not bool(torch.isnan(self.delta_window).all()):
             moved = float(((delta - self.delta_window).abs().nan_to_num(0.0) > 0.05).double().mean())
             cosine = torch.nn.functional.cosine_similarity(self._sketch(), self.sketch_window, dim=-1)
-            live = ~dead_mask
+            live = ~(self.tokens_since_fired >= self.config.dead_tokens).cpu()
             turned = float((cosine[live] < 0.95).double().mean()) if bool(live.any()) else 0.0
+        gains = {key[4:]: self.last_row[key] - value for key, value in self.fve_window.items() if key in self.last_row}
+        return {"window": [self.window_start, self.step], "class_changed": changed, "relative_norm_moved": moved,
+                "direction_turned": turned, "fve_gain": gains}
+
+    def convergence_summary(self) -> dict[str, Any]:
+        """Whether the latents still moved over the settle window (the last ``settle_window`` of the steps before
+        the rate decays), with dead latents and the last log row's loss and FVE per model."""
+        movement = self.window_summary if self.window_summary is not None else self._movement()
+        changed, moved, turned = (movement[key] for key in ("class_changed", "relative_norm_moved",
+                                                            "direction_turned"))
+        gains = movement["fve_gain"]
+        ids = class_ids(self._delta())
+        dead = int((self.tokens_since_fired >= self.config.dead_tokens).sum())
         last = self.last_row
-        gains = {key: last[key] - value for key, value in self.fve_window.items() if key in last}
-        dead = int(dead_mask.sum())
         settled = (changed is not None and moved is not None and turned is not None and changed < 0.02
                    and moved < 0.05 and turned < 0.10 and all(g < 0.05 for g in gains.values()))
-        verdict = (f"over the last {self.step - self.window_start} steps {100 * (changed or 0):.1f}% of latents "
-                   f"changed class, {100 * (moved or 0):.1f}% moved their relative norm by > 0.05, "
-                   f"{100 * (turned or 0):.1f}% of live latents turned their decoder direction, FVE rose by "
-                   + ", ".join(f"{gain:.3f} ({key[4:]})" for key, gain in gains.items())
-                   + f"; {dead} dead latents of {self.model_config.dict_size}")
+        start, end = movement["window"]
+        verdict = (f"from step {start} to {end} {100 * (changed or 0):.1f}% of latents changed class, "
+                   f"{100 * (moved or 0):.1f}% moved their relative norm by > 0.05, {100 * (turned or 0):.1f}% of "
+                   f"live latents turned their decoder direction, FVE rose by "
+                   + ", ".join(f"{gain:.3f} ({key})" for key, gain in gains.items())
+                   + f"; {dead} dead latents of {self.model_config.dict_size} at the end")
         if not settled:
             verdict += "; train longer (or check the learning rate) before reading the classes"
         return {"step": self.step, "tokens": self.step * self.config.batch_size, "settled": settled,
-                "verdict": verdict, "window_start_step": self.window_start, "class_changed": changed,
-                "relative_norm_moved": moved, "direction_turned": turned,
-                "fve_gain": {key[4:]: gain for key, gain in gains.items()}, "dead_latents": dead,
+                "verdict": verdict, "window_start_step": start, "window_end_step": end, "class_changed": changed,
+                "relative_norm_moved": moved, "direction_turned": turned, "fve_gain": gains, "dead_latents": dead,
                 "dead_share": dead / self.model_config.dict_size,
                 "counts": {name: int((ids == i).sum()) for i, name in enumerate(CLASSES)},
                 **{key: last[key] for key in last if key.startswith(("fve_", "recon_", "l0"))}}
@@ -379,15 +405,15 @@ class _Window:
         self.recon, self.error, self.x_sum, self.x_sq = zeros(n_models), zeros(n_models), None, zeros(n_models)
 
     @torch.no_grad()
-    def add(self, x: torch.Tensor, error: torch.Tensor, per_model: torch.Tensor, loss: torch.Tensor,
-            penalty: torch.Tensor, active: torch.Tensor) -> None:
+    def add(self, x: torch.Tensor, per_model: torch.Tensor, loss: torch.Tensor, penalty: torch.Tensor,
+            active_count: torch.Tensor | int) -> None:
         self.steps += 1
         self.tokens += x.shape[0]
         self.loss += loss.detach()
         self.penalty += penalty.detach()
         self.recon += per_model.detach()
-        self.active += active.sum()
-        self.error += error.detach().pow(2).sum(dim=(0, 2))
+        self.active += active_count
+        self.error += per_model.detach() * x.shape[0]  # squared error summed over the batch, per model
         sums = x.sum(dim=0).double()
         self.x_sum = sums if self.x_sum is None else self.x_sum + sums
         self.x_sq += x.pow(2).sum(dim=(0, 2))

@@ -24,7 +24,6 @@ from finqa_dsl.diffing.crosscoder import SPARSITIES, CrosscoderConfig, default_d
 from finqa_dsl.diffing.shards import ActivationShards
 from finqa_dsl.diffing.training import CrosscoderTrainer, TrainConfig
 
-
 TRAIN_FLAGS = ("batch_size", "lr", "beta1", "beta2", "warmup_steps", "decay_start", "grad_clip_norm", "weight_decay",
                "auxk_weight", "auxk_latents", "dead_tokens", "threshold_start_step", "threshold_decay",
                "scale_batches", "settle_window", "seed", "log_every", "checkpoint_every")

@@ -49,12 +49,13 @@ from finqa_dsl.diffing.dashboard import (
     write_dashboard,
 )
 from finqa_dsl.diffing.shards import ActivationShards
+from finqa_dsl.models.hub import local_folder
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("crosscoder", type=Path, help="a training folder or its crosscoder.pt")
-    p.add_argument("activations", type=Path, help="activation folder (manifest.json + shards)")
+    p.add_argument("crosscoder", help="a training folder or its crosscoder.pt, or the Hub id of a repository with one")
+    p.add_argument("activations", help="activation folder (manifest.json + shards), or the Hub id of a dataset")
     p.add_argument("--output_dir", type=Path, required=True)
     p.add_argument("--tokens", type=int, default=200_000, help="tokens sampled for frequencies and Latent Scaling")
     p.add_argument("--batch_size", type=int, default=4096)
@@ -79,12 +80,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    path = args.crosscoder / files.CROSSCODER if args.crosscoder.is_dir() else args.crosscoder
     try:
         thresholds = Thresholds(**{name: getattr(args, name) for name in asdict(Thresholds())})
+        trained = local_folder(args.crosscoder, "crosscoder", hint="train one with scripts/train_crosscoder.py")
+        path = trained / files.CROSSCODER if trained.is_dir() else trained
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no crosscoder (train one with scripts/train_crosscoder.py)")
-        shards = ActivationShards(args.activations)
+        shards = ActivationShards(local_folder(args.activations, "activations", repo_type="dataset",
+                                               hint="collect them with scripts/collect_activations.py"))
         batch_size = min(args.batch_size, shards.rows, args.tokens)
         if batch_size < 1:
             raise UsageError("--tokens and --batch_size must be positive")

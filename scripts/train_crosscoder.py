@@ -23,6 +23,7 @@ from finqa_dsl.diffing import files
 from finqa_dsl.diffing.crosscoder import SPARSITIES, CrosscoderConfig, default_device
 from finqa_dsl.diffing.shards import ActivationShards
 from finqa_dsl.diffing.training import CrosscoderTrainer, TrainConfig
+from finqa_dsl.models.hub import local_folder
 
 TRAIN_FLAGS = ("batch_size", "lr", "beta1", "beta2", "warmup_steps", "decay_start", "grad_clip_norm", "weight_decay",
                "auxk_weight", "auxk_latents", "dead_tokens", "threshold_start_step", "threshold_decay",
@@ -36,7 +37,7 @@ TRAIN_HELP = {"lr": "default: 2e-4 / sqrt(dict_size / 2**14), dictionary_learnin
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     defaults = TrainConfig(steps=1)
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("activations", type=Path, help="folder with manifest.json and shards")
+    p.add_argument("activations", help="folder with manifest.json and shards, or the Hub id of a dataset holding one")
     p.add_argument("--output_dir", type=Path, required=True)
     p.add_argument("--dict_size", type=int, default=16_384)
     p.add_argument("--k", type=int, default=100, help="BatchTopK: active latents per token on average")
@@ -67,7 +68,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def build(args: argparse.Namespace) -> tuple[CrosscoderConfig, TrainConfig, ActivationShards]:
     """Validate the flags against the activation folder; raise UsageError/FileNotFoundError before training."""
-    shards = ActivationShards(args.activations, shards_in_memory=args.shards_in_memory)
+    folder = local_folder(args.activations, "activations", repo_type="dataset",
+                          hint="collect them with scripts/collect_activations.py")
+    shards = ActivationShards(folder, shards_in_memory=args.shards_in_memory)
     steps = args.steps if args.steps is not None else math.ceil(args.tokens / args.batch_size)
     if args.batch_size > shards.rows:
         raise UsageError(f"--batch_size {args.batch_size} exceeds the {shards.rows} rows in {args.activations}")

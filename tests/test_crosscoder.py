@@ -400,8 +400,14 @@ def test_scripts_report_user_errors_in_one_line(tmp_path, capsys):
     result = subprocess.run([sys.executable, "scripts/train_crosscoder.py", str(tmp_path / "absent"),
                              "--output_dir", str(tmp_path / "o"), "--steps", "5"], capture_output=True, text=True,
                             timeout=300)
-    assert result.returncode == 2 and "manifest.json" in result.stderr
+    assert result.returncode == 2
+    assert "absent: no such folder (and not a Hugging Face Hub id): collect them" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+    (tmp_path / "empty").mkdir()
+    result = subprocess.run([sys.executable, "scripts/train_crosscoder.py", str(tmp_path / "empty"),
+                             "--output_dir", str(tmp_path / "o"), "--steps", "5"], capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 2 and "manifest.json" in result.stderr
 
     _write_shards(tmp_path / "acts", rows=300)
     train = [str(tmp_path / "acts"), "--output_dir", str(tmp_path / "o"), "--steps", "5", "--batch_size", "100"]
@@ -409,7 +415,7 @@ def test_scripts_report_user_errors_in_one_line(tmp_path, capsys):
         (train_crosscoder, [*train, "--dict_size", "8", "--k", "9"], "--k 9 exceeds --dict_size 8"),
         (train_crosscoder, [*train, "--batch_size", "500"], "--batch_size 500 exceeds the 300 rows"),
         (analyze_crosscoder, [str(tmp_path / "o"), str(tmp_path / "acts"), "--output_dir", str(tmp_path / "r")],
-         "no crosscoder"),
+         "train one with scripts/train_crosscoder.py"),
         (analyze_crosscoder, [str(tmp_path / "o"), str(tmp_path / "acts"), "--output_dir", str(tmp_path / "r"),
                               "--shared_min", "0.05"], "base_only_max < shared_min"),
     ]
@@ -610,3 +616,22 @@ def test_promoted_tokens_and_latent_table():
     markdown = latent_table_markdown(table)
     assert "## Leaning to the fine-tuned model (1)" in markdown and "`a\\|b`" in markdown
     assert "| 1 | 0.97 | 0.1 | 0.05 | 0.01 | 0.02 |" in markdown
+
+
+def test_activations_by_hub_id_are_read_from_the_cache_offline(tmp_path):
+    """The study's activations as a Hub dataset: an id in the Hugging Face cache trains offline, like a folder."""
+    import os
+    import subprocess
+    import sys
+
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "hub" / "datasets--someone--finqa-activations"
+    _write_shards(repo / "snapshots" / commit, rows=300)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    result = subprocess.run([sys.executable, "scripts/train_crosscoder.py", "someone/finqa-activations", "--output_dir",
+                             str(tmp_path / "o"), "--steps", "3", "--batch_size", "100", "--dict_size", "16",
+                             "--k", "2", "--no_progress"], capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "hub")})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (tmp_path / "o" / "crosscoder.pt").is_file()

@@ -20,13 +20,15 @@ from finqa_dsl.core.errors import UsageError
 from finqa_dsl.models.source import ADAPTER_CONFIG, is_hub_id, one_line
 
 
-def local_folder(name_or_path: str, flag: str, *, repo_type: str = "model") -> Path:
-    """``name_or_path`` as a local folder: itself when it exists, else the snapshot of the Hub repository of that
-    id (``repo_type`` model or dataset), from the cache or downloaded. :class:`UsageError` naming ``flag``."""
+def local_folder(name_or_path: str, flag: str, *, repo_type: str = "model", hint: str = "") -> Path:
+    """``name_or_path`` as a local path: itself when it exists (a folder, or a file in one), else the snapshot
+    folder of the Hub repository of that id (``repo_type`` model or dataset), from the cache or downloaded.
+    :class:`UsageError` naming ``flag`` (and ending with ``hint``, what makes one)."""
     path = Path(name_or_path).expanduser()
     if path.exists() or not is_hub_id(name_or_path):
-        if not path.is_dir():
-            raise UsageError(f"{flag} {name_or_path}: no such folder (and not a Hugging Face Hub id)")
+        if not path.exists():
+            raise UsageError(f"{flag} {name_or_path}: no such folder (and not a Hugging Face Hub id)"
+                             + (f": {hint}" if hint else ""))
         return path
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError, RepositoryNotFoundError

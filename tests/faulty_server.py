@@ -9,7 +9,8 @@ import socket
 import threading
 import time
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from loopback import LoopbackServer, QuietHandler
 
 # case -> what the server does on each attempt; the last entry repeats.
 SLOW_S = 6.0  # a slow reply: far past the clients' timeout (CLIENT_TIMEOUT_S), however loaded the machine
@@ -28,7 +29,7 @@ SCRIPTS = {
 }
 
 
-class FaultyServer:
+class FaultyServer(LoopbackServer):
     """A chat-completions endpoint on loopback that follows SCRIPTS per case, counting attempts."""
 
     def __init__(self, case_of=lambda body: body["messages"][-1]["content"]):
@@ -38,7 +39,7 @@ class FaultyServer:
         self.lock = threading.Lock()
         outer = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             protocol_version = "HTTP/1.1"
 
             def _client_left_within(self, seconds: float) -> bool:
@@ -96,13 +97,4 @@ class FaultyServer:
                 self.end_headers()
                 self.wfile.write(payload)
 
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/v1"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(Handler, "/v1")

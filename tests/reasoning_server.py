@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import json
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from loopback import LoopbackServer, QuietHandler
 
 EFFORTS = {"minimal": 8, "low": 32, "medium": 64, "high": 128}  # reasoning tokens spent per request
 ANSWER_TOKENS = 12
@@ -42,7 +43,7 @@ def check(body: dict) -> dict | None:
     return None
 
 
-class ReasoningServer:
+class ReasoningServer(LoopbackServer):
     """``answer(body) -> str`` writes the visible reply of a request that keeps the rules."""
 
     def __init__(self, answer=lambda body: "###Python\nans = 1\n###End Python"):
@@ -50,7 +51,7 @@ class ReasoningServer:
         self.lock = threading.Lock()
         outer = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             protocol_version = "HTTP/1.1"
 
             def do_POST(self):
@@ -82,13 +83,4 @@ class ReasoningServer:
                 self.end_headers()
                 self.wfile.write(data)
 
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/v1"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(Handler, "/v1")

@@ -21,20 +21,19 @@ from finqa_dsl.distill.chat_client import (
 KEY_ENV = "FINQA_TEST_TEACHER_KEY"
 SECRET = "sk-test-never-written-0123456789"
 
+
 @pytest.fixture
 def faulty(monkeypatch):
     monkeypatch.setenv(KEY_ENV, SECRET)
-    server = FaultyServer()
-    yield server
-    server.close()
+    with FaultyServer() as server:
+        yield server
 
 
 @pytest.fixture
 def reasoning(monkeypatch):
     monkeypatch.setenv(KEY_ENV, SECRET)
-    server = ReasoningServer()
-    yield server
-    server.close()
+    with ReasoningServer() as server:
+        yield server
 
 
 def _ask(server, n: int = 4, **overrides):

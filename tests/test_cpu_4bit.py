@@ -10,11 +10,9 @@ is counted, not guessed.
 
 from __future__ import annotations
 
-import http.server
 import os
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import bitsandbytes as bnb
@@ -22,6 +20,7 @@ import pytest
 import torch
 from bitsandbytes.functional import has_avx512bf16
 from conftest import REPO_ROOT, save_tiny_model
+from loopback import LoopbackServer, QuietHandler
 
 from finqa_dsl.core.errors import UsageError
 from finqa_dsl.models.cpu_4bit import NOTICE_PREFIX, check_4bit_layers
@@ -32,7 +31,7 @@ CPU_FLAGS = set(Path("/proc/cpuinfo").read_text().split("flags")[1].splitlines()
 LOOKS_FOR_OPTIONAL_KERNEL = not torch.cuda.is_available() and "avx512_bf16" in CPU_FLAGS
 
 
-class _RecordingHub(http.server.BaseHTTPRequestHandler):
+class _RecordingHub(QuietHandler):
     """Answers every request with 404 and records its path."""
 
     paths: list[str] = []
@@ -45,20 +44,15 @@ class _RecordingHub(http.server.BaseHTTPRequestHandler):
 
     do_GET = do_HEAD = do_POST = _answer
 
-    def log_message(self, *args) -> None:
-        pass
-
 
 @pytest.fixture
 def hub():
     """A loopback Hugging Face Hub that records what it is asked: (environment for subprocesses, paths asked)."""
     _RecordingHub.paths = []
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _RecordingHub)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    environment = {**os.environ, "HF_ENDPOINT": f"http://127.0.0.1:{server.server_port}"}
-    environment.pop("HF_HUB_OFFLINE", None)
-    yield environment, _RecordingHub.paths
-    server.shutdown()
+    with LoopbackServer(_RecordingHub) as server:
+        environment = {**os.environ, "HF_ENDPOINT": server.url}
+        environment.pop("HF_HUB_OFFLINE", None)
+        yield environment, _RecordingHub.paths
 
 
 def _python(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:

@@ -154,6 +154,14 @@ def test_a_local_model_teacher_answers_every_example_through_the_engines(tiny_mo
     assert all(row["reply"] is not None and row["teacher_error"] == "length" for row in stream)
 
 
+@pytest.fixture
+def reasoning(monkeypatch):
+    """A loopback server with a reasoning model's rules, and the teacher's key variable set."""
+    monkeypatch.setenv(KEY_ENV, "sk-test")
+    with ReasoningServer() as server:
+        yield server
+
+
 def _reasoning_command(output: Path, url: str, *extra: str) -> list[str]:
     """The README's teacher command, --model gpt-5, against ``url``."""
     return [str(SAMPLE / "dev.json"), "--output_file", str(output), "--teacher", "openai", "--base_url", url,
@@ -161,14 +169,10 @@ def _reasoning_command(output: Path, url: str, *extra: str) -> list[str]:
 
 
 def test_the_readme_command_gets_code_for_every_row_from_a_server_with_reasoning_model_rules(tmp_path, capsys,
-                                                                                             monkeypatch):
-    monkeypatch.setenv(KEY_ENV, "sk-test")
-    server = ReasoningServer()
+                                                                                             reasoning):
+    server = reasoning
     output = tmp_path / "teacher.csv"
-    try:
-        assert generate_teacher_code.main(_reasoning_command(output, server.url, "--reasoning_effort", "low")) == 0
-    finally:
-        server.close()
+    assert generate_teacher_code.main(_reasoning_command(output, server.url, "--reasoning_effort", "low")) == 0
     summary = json.loads(capsys.readouterr().out)
     assert (summary["sent"], summary["failed"], summary["teacher_errors"]) == (8, 0, 0)
     assert summary["failure_reasons"] == {"ok": 8} and summary["aborted"] is None
@@ -182,40 +186,31 @@ def test_the_readme_command_gets_code_for_every_row_from_a_server_with_reasoning
 
 
 def test_every_request_refused_exits_1_with_the_servers_message_and_a_fixed_rerun_asks_the_rest(tmp_path, capsys,
-                                                                                                monkeypatch):
-    monkeypatch.setenv(KEY_ENV, "sk-test")
-    server = ReasoningServer()
+                                                                                            reasoning):
+    server = reasoning
     output = tmp_path / "teacher.csv"
-    try:
-        assert generate_teacher_code.main(_reasoning_command(output, server.url, "--temperature", "0",
-                                                             "--concurrency", "1")) == 1
-        out, err = capsys.readouterr()
-        summary = json.loads(out)
-        assert len(server.bodies) == 3 and summary["sent"] == summary["failed"] == 3  # not the whole file
-        assert summary["teacher_errors_by_kind"] == {"http_400": 3} and "3 identical http_400" in summary["aborted"]
-        assert "error: all 3 requests failed" in err
-        assert "Unsupported value: 'temperature' does not support 0.0 with this model." in err
-        rows = _csv_rows(output)
-        assert len(rows) == 3 and {row["teacher_error"] for row in rows} == {"http_400"}
-        assert all(row["teacher_message"].startswith("Unsupported value: 'temperature'") for row in rows)
-        assert generate_teacher_code.main(_reasoning_command(output, server.url)) == 0
-        summary = json.loads(capsys.readouterr().out)
-        assert (summary["resumed"], summary["asked"], summary["teacher_errors"]) == (0, 8, 0)
-        assert len(_csv_rows(output)) == 8
-        assert generate_teacher_code.main(_reasoning_command(output, server.url)) == 0
-        assert json.loads(capsys.readouterr().out)["asked"] == 0  # the good rows are kept
-    finally:
-        server.close()
+    assert generate_teacher_code.main(_reasoning_command(output, server.url, "--temperature", "0",
+                                                         "--concurrency", "1")) == 1
+    out, err = capsys.readouterr()
+    summary = json.loads(out)
+    assert len(server.bodies) == 3 and summary["sent"] == summary["failed"] == 3  # not the whole file
+    assert summary["teacher_errors_by_kind"] == {"http_400": 3} and "3 identical http_400" in summary["aborted"]
+    assert "error: all 3 requests failed" in err
+    assert "Unsupported value: 'temperature' does not support 0.0 with this model." in err
+    rows = _csv_rows(output)
+    assert len(rows) == 3 and {row["teacher_error"] for row in rows} == {"http_400"}
+    assert all(row["teacher_message"].startswith("Unsupported value: 'temperature'") for row in rows)
+    assert generate_teacher_code.main(_reasoning_command(output, server.url)) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert (summary["resumed"], summary["asked"], summary["teacher_errors"]) == (0, 8, 0)
+    assert len(_csv_rows(output)) == 8
+    assert generate_teacher_code.main(_reasoning_command(output, server.url)) == 0
+    assert json.loads(capsys.readouterr().out)["asked"] == 0  # the good rows are kept
 
 
-def test_a_reply_cut_by_the_token_limit_is_a_length_failure_and_the_run_exits_1(tmp_path, capsys, monkeypatch):
-    monkeypatch.setenv(KEY_ENV, "sk-test")
-    server = ReasoningServer()
+def test_a_reply_cut_by_the_token_limit_is_a_length_failure_and_the_run_exits_1(tmp_path, capsys, reasoning):
     output = tmp_path / "teacher.csv"
-    try:
-        assert generate_teacher_code.main(_reasoning_command(output, server.url, "--max_tokens", "40")) == 1
-    finally:
-        server.close()
+    assert generate_teacher_code.main(_reasoning_command(output, reasoning.url, "--max_tokens", "40")) == 1
     out, err = capsys.readouterr()
     summary = json.loads(out)
     assert summary["teacher_errors_by_kind"] == {"length": 8} and summary["aborted"] is None  # not a 4xx: all sent

@@ -193,6 +193,20 @@ def default_tokenizer():
 
 
 @pytest.fixture(scope="session")
+def default_model():
+    """The default model's real weights (SmolLM2-135M-Instruct, float32), for what a real model does."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from finqa_dsl.models.default_model import DefaultModelUnavailable, default_model_path
+
+    try:
+        return AutoModelForCausalLM.from_pretrained(default_model_path(), dtype=torch.float32).eval()
+    except DefaultModelUnavailable as error:
+        pytest.skip(f"default model unavailable: {error}")
+
+
+@pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory, default_tokenizer) -> Path:
     """The default model's real tokenizer and chat template on a tiny random Llama shaped as real models are
     (hidden sizes multiples of 64, key/value width a multiple of 32), so every backend runs it in 4-bit."""

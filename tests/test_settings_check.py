@@ -108,18 +108,23 @@ def test_auto_runs_an_engine_that_honours_the_settings():
 
 
 def test_the_vllm_backend_passes_stop_strings_and_batch_size_to_vllm(monkeypatch):
-    """vLLM is not installed here: a stand-in ``vllm`` module records what the backend asks of it."""
+    """vLLM is not installed here: stand-in ``vllm`` modules record what the backend asks of it, with vLLM's
+    names (``SamplingParams``; ``StructuredOutputsParams(grammar=...)`` for --constrained_decoding)."""
     from finqa_dsl.inference.interface import BATCH_WALL_TIME, PER_EXAMPLE
     from finqa_dsl.inference.vllm_backend import VLLMBackend
 
     params, calls = [], []
     monkeypatch.setitem(sys.modules, "vllm", types.SimpleNamespace(
         SamplingParams=lambda **kwargs: params.append(kwargs) or kwargs))
+    monkeypatch.setitem(sys.modules, "vllm.sampling_params", types.SimpleNamespace(
+        StructuredOutputsParams=lambda **kwargs: ("structured", kwargs)))
 
     class LLM:
         def generate(self, prompts, sampling, lora_request=None, use_tqdm=True):
             calls.append(len(prompts))
-            return [SimpleNamespace(outputs=[SimpleNamespace(text=" 1 <|im_end|>", token_ids=[5, 6])])
+            assert len(sampling) == len(prompts), "one SamplingParams per prompt"
+            return [SimpleNamespace(outputs=[SimpleNamespace(text=" 1 <|im_end|>", token_ids=[5, 6],
+                                                             cumulative_logprob=-1.5)])
                     for _ in prompts]
 
     class Tokenizer:  # what encode_prompt reads of a tokenizer with a chat template
@@ -130,11 +135,15 @@ def test_the_vllm_backend_passes_stop_strings_and_batch_size_to_vllm(monkeypatch
 
     backend = object.__new__(VLLMBackend)
     backend.tokenizer, backend.llm, backend.lora, backend.stops = Tokenizer(), LLM(), None, [7]
-    records = [SimpleNamespace(id=str(i), prompt=f"q{i}") for i in range(5)]
+    records = [SimpleNamespace(id=str(i), prompt=f"q{i}", grammar=f'start: "{i}"') for i in range(5)]
     out = list(backend(records, GenerationSettings(batch_size=2, stop_strings=STOPS)))
     assert calls == [2, 2, 1]
     assert params[0]["stop"] == list(STOPS) and params[0]["include_stop_str_in_output"] is True
     assert params[0]["stop_token_ids"] == [7] and params[0]["temperature"] == 0.0
+    assert params[0]["structured_outputs"] is None and {g.logprob for _, g in out} == {-1.5}
+    params.clear()
+    list(backend(records, GenerationSettings(batch_size=2, constrained=True)))
+    assert [p["structured_outputs"] for p in params] == [("structured", {"grammar": r.grammar}) for r in records]
     assert {g.latency_mode for _, g in out} == {BATCH_WALL_TIME} and [g.batch_size for _, g in out] == [2, 2, 2, 2, 1]
     single = list(backend(records[:2], GenerationSettings(batch_size=1)))
     assert {g.latency_mode for _, g in single} == {PER_EXAMPLE}

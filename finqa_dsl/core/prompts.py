@@ -43,6 +43,7 @@ class PromptRecord:
     dropped_pieces: int = 0
     over_length: bool = False  # still longer than max_prompt_tokens with every droppable piece dropped
     prompt_tokens: int | None = None  # counted only when max_prompt_tokens is set
+    grammar: str | None = None  # its well-formed answers (Target.grammar), when asked for
 
     def as_row(self) -> dict:
         """The dataset row written by scripts/make_noisy_gold_dataset.py."""
@@ -127,13 +128,14 @@ def select_few_shot(examples: Sequence[Example], k: int, *, target_field: str, c
 def build_prompt_records(
     examples: Sequence[Example], *, target_field: str, context_config: ContextConfig, tokenizer=None,
     max_prompt_tokens: int | None = None, few_shot: Sequence[Example] = (), use_system_role: bool = True,
-    instruction: str | None = None,
+    instruction: str | None = None, with_grammar: bool = False,
 ) -> tuple[list[PromptRecord], TruncationStats]:
     """Prompt and target for every example, with ``few_shot`` examples (see ``select_few_shot``) solved
     before the question; an example is never its own exemplar. With ``max_prompt_tokens`` (needs
     ``tokenizer``) a prompt that is too long loses the fewest context pieces, in ``Context.drop_order()``,
     that make it fit; the instruction, exemplars, question and gold evidence are never cut, and a prompt
-    that cannot fit is kept at its shortest and counted as over-length."""
+    that cannot fit is kept at its shortest and counted as over-length. ``with_grammar``: each record carries the
+    target's grammar for its example (constrained decoding)."""
     if max_prompt_tokens is not None and tokenizer is None:
         raise ValueError("max_prompt_tokens needs a tokenizer to count prompt tokens")
     if max_prompt_tokens is not None and max_prompt_tokens < 1:
@@ -146,7 +148,8 @@ def build_prompt_records(
                                   use_system_role=use_system_role, instruction=instruction)
         return render_prompt(messages, tokenizer)
 
-    targets = [get_target(target_field).gold_text(example) for example in examples]
+    target_kind = get_target(target_field)
+    targets = [target_kind.gold_text(example) for example in examples]
     full_contexts = [build_context(example, context_config) for example in examples]
     prompts = [prompt_for(example, context) for example, context in zip(examples, full_contexts, strict=True)]
     fitted: list[tuple[Context, str, int | None]] = [
@@ -174,7 +177,8 @@ def build_prompt_records(
         over_length += is_over
         records.append(PromptRecord(example.id, example.question, context.render(), prompt, target,
                                     truncated=n_dropped > 0, dropped_pieces=n_dropped, over_length=is_over,
-                                    prompt_tokens=tokens))
+                                    prompt_tokens=tokens,
+                                    grammar=target_kind.grammar(example) if with_grammar else None))
     return records, TruncationStats(len(records), truncated, dropped, dropped_distractors, over_length,
                                     max_prompt_tokens)
 

@@ -20,6 +20,7 @@ from finqa_dsl.core import prediction_rows as row_keys
 from finqa_dsl.core.data import CODE_COLUMN, DatasetError, Example
 from finqa_dsl.core.dsl import END_OF_TURN_MARKERS, clean_generation, execute, tokenize
 from finqa_dsl.core.gold_transpiler import TranspileError, transpile
+from finqa_dsl.core.grammars import number_grammar, program_grammar
 from finqa_dsl.core.python_code import CodeExecution, extract_code, fenced
 
 _TASK = "You answer questions about a company's financial report, using the context given with the question."
@@ -39,6 +40,7 @@ class Target:
     _execute_alone: Callable[[str, CodeExecution | None], dict[str, Any]]
     needs_sandbox: bool = False  # its predictions are code, executed in the sandbox
     stop_strings: tuple[str, ...] = END_OF_TURN_MARKERS  # after these nothing parsed changes (inference.stopping)
+    grammar: Callable[[Example], str] | None = None  # the Lark grammar of its well-formed answers to an example
 
     def score(self, generation: str, example: Example, execution: CodeExecution | None = None) -> dict[str, Any]:
         """The score fields of one generation (JSON-ready), ``failure_reason`` included. A code prediction needs
@@ -113,7 +115,8 @@ def _score_program(generation: str, example: Example, _execution) -> dict[str, A
 
 
 def _answer_target(name: str, instruction: str, *, gold_text: Callable[[Example], str],
-                   gold_value: Callable[[Example], float | str | None]) -> Target:
+                   gold_value: Callable[[Example], float | str | None],
+                   grammar: Callable[[Example], str] | None = None) -> Target:
     """A target whose prediction is a final answer, matched strictly and tolerantly to ``gold_value``."""
 
     def score(generation: str, example: Example, _execution) -> dict[str, Any]:
@@ -123,7 +126,7 @@ def _answer_target(name: str, instruction: str, *, gold_text: Callable[[Example]
         return {**row, m.FAILURE_REASON: failed}
 
     return Target(name=name, instruction=instruction, gold_text=gold_text, parse=str.strip, gold_value=gold_value,
-                  _score=score, _execute_alone=lambda generation, execution: {},
+                  grammar=grammar, _score=score, _execute_alone=lambda generation, execution: {},
                   _summarize=lambda rows: _accuracies(rows, _STRICT, _TOLERANT))
 
 
@@ -184,7 +187,7 @@ TARGETS: dict[str, Target] = {target.name: target for target in (
             "Reply with the program only, e.g. subtract(5829, 5735), divide(#0, 5735)"
         ),
         gold_text=_program_text, parse=clean_generation, gold_value=_exe_ans,
-        _score=_score_program, _execute_alone=_run_program,
+        grammar=lambda example: program_grammar(example.table), _score=_score_program, _execute_alone=_run_program,
         _summarize=lambda rows: {**_accuracies(rows, _EXECUTION, _PROGRAM), **_errors(rows)},
     ),
     _answer_target(
@@ -192,6 +195,7 @@ TARGETS: dict[str, Target] = {target.name: target for target in (
         f"{_TASK} Reply with the result as a plain number only: no units, '$', '%' or words; a percentage as a "
         "fraction (14.5% is 0.145), at most 5 decimals; yes or no for a comparison.",
         gold_text=lambda example: canonical_number(example.exe_ans), gold_value=_exe_ans,
+        grammar=lambda example: number_grammar(),
     ),
     _answer_target(
         "answer",

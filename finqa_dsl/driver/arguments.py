@@ -13,7 +13,7 @@ from pathlib import Path
 from finqa_dsl.core.context import INPUT_MODES
 from finqa_dsl.core.errors import UsageError
 from finqa_dsl.core.finqa_csv import BAD_PROGRAM_CHOICES
-from finqa_dsl.core.targets import TARGET_FIELDS, get_target
+from finqa_dsl.core.targets import TARGET_FIELDS, TARGETS, get_target
 from finqa_dsl.inference.interface import GenerationSettings, check_settings
 from finqa_dsl.training.options import TARGET_ONLY, check_loss_implementation
 
@@ -93,6 +93,19 @@ class GenerationArguments:
                           "once; continuous: transformers continuous batching. auto: static with beams, else "
                           "prefix (README: Test inference engines)."},
     )
+    constrained_decoding: bool = field(
+        default=False,
+        metadata={"help": "Allow only well-formed answers while generating: for --target_field program, programs "
+                          "of the DSL's operations over the example's own table rows and earlier steps; for "
+                          "numerical, a number or yes/no (llguidance; vLLM: its guidance backend)."},
+    )
+    num_samples: int = field(
+        default=1,
+        metadata={"help": "Self-consistency: generations per test example. Sample 0 is decoded as the "
+                          "--generation_* flags say (greedy by default), the others are sampled with "
+                          "--generation_temperature/--generation_top_p; every sample is executed and written, and "
+                          "test_metrics.json adds the majority vote's and the oracle's accuracy."},
+    )
 
 
 @dataclass
@@ -135,6 +148,10 @@ def validate(model: ModelArguments, data: DataArguments, generation: GenerationA
         _check_choice("--eval_type", run.eval_type, EVAL_TYPES)
         _check_eval_type(run.eval_type, data.few_shot_k, training.do_train)
     check_loss_implementation(run.loss_implementation, training.use_liger_kernel)
+    if generation.constrained_decoding and get_target(data.target_field).grammar is None:
+        with_grammar = ", ".join(name for name, target in TARGETS.items() if target.grammar is not None)
+        raise UsageError(f"--constrained_decoding has no grammar for --target_field {data.target_field}: it "
+                         f"constrains {with_grammar}.")
     if not (training.do_train or training.do_eval or run.do_test):
         raise UsageError("Nothing to do: pass --do_train, --do_eval and/or --do_test.")
     if model.peft == "none" and model.bnb_4bit_quant_type != "nf4":
@@ -200,4 +217,5 @@ def generation_settings(generation: GenerationArguments, target_field: str) -> G
         do_sample=generation.generation_do_sample, temperature=generation.generation_temperature,
         top_p=generation.generation_top_p, batch_size=generation.inference_batch_size,
         engine=generation.inference_engine, stop_strings=get_target(target_field).stop_strings,
+        constrained=generation.constrained_decoding, num_samples=generation.num_samples,
     )

@@ -136,6 +136,7 @@ def prepare(argv: list[str]) -> RunPlan:
             examples, target_field=data_args.target_field, context_config=context_config, tokenizer=tokenizer,
             max_prompt_tokens=model_args.max_seq_length - gen_args.generation_max_new_tokens,
             few_shot=splits.few_shot, instruction=data_args.task_instruction or None,
+            with_grammar=gen_args.constrained_decoding and flag == "--test_file",
         )
         check_prompts_fit(records, stats, flag, path, max_seq_length=model_args.max_seq_length,
                           max_new_tokens=gen_args.generation_max_new_tokens)

@@ -16,7 +16,7 @@ it.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from finqa_dsl.core.errors import UsageError
@@ -37,17 +37,19 @@ class Honours:
     sampling: bool  # do_sample, with temperature and top_p
     stop_strings: bool  # the target's stop strings cut the generation
     exit_every: bool  # finished rows leave the batch every ``exit_every`` new tokens
+    constrained: bool  # each row keeps to its record's grammar (--constrained_decoding)
     batch_size: str  # what the batch size (--inference_batch_size) means to it
 
 
 AUTO = "auto"
 # The HF backend's engines, by module name under finqa_dsl.inference.engines (README: Test inference engines).
 ENGINES: dict[str, Honours] = {
-    "static": Honours(beams=True, sampling=True, stop_strings=True, exit_every=True,
+    "static": Honours(beams=True, sampling=True, stop_strings=True, exit_every=True, constrained=True,
                       batch_size="prompts per batch, the next batch starting when every row of this one stopped"),
-    "prefix": Honours(beams=False, sampling=True, stop_strings=True, exit_every=True,
+    "prefix": Honours(beams=False, sampling=True, stop_strings=True, exit_every=True, constrained=True,
                       batch_size="rows decoding at once, waiting prompts joining as rows leave"),
-    "continuous": Honours(beams=False, sampling=True, stop_strings=True, exit_every=False,
+    # transformers' continuous batching takes no per-request logits processor that could hold a grammar's state
+    "continuous": Honours(beams=False, sampling=True, stop_strings=True, exit_every=False, constrained=False,
                           batch_size="requests in one step of transformers' continuous batching at most"),
 }
 ENGINE_CHOICES = (AUTO, *ENGINES)
@@ -57,14 +59,16 @@ AUTO_ORDER = ("prefix", "static")
 
 HF, VLLM = "hf", "vllm"
 BACKENDS = (HF, VLLM)
-VLLM_HONOURS = Honours(beams=False, sampling=True, stop_strings=True, exit_every=False,
+VLLM_HONOURS = Honours(beams=False, sampling=True, stop_strings=True, exit_every=False, constrained=True,
                        batch_size="prompts per vLLM call (vLLM schedules them), written when the call ends")
 
 
 @dataclass(frozen=True)
 class GenerationSettings:
     """Decoding knobs (the FinQA fine-tuning driver's ``--generation_*`` flags), the inference batch size, the
-    engine (:data:`ENGINE_CHOICES`), the target's stop strings and how often finished rows leave a batch."""
+    engine (:data:`ENGINE_CHOICES`), the target's stop strings, how often finished rows leave a batch, whether
+    each record's grammar constrains it (``record.grammar``) and how many samples each record gets
+    (:meth:`passes`)."""
 
     max_new_tokens: int = 128
     num_beams: int = 1
@@ -75,6 +79,8 @@ class GenerationSettings:
     engine: str = AUTO
     stop_strings: tuple[str, ...] = ()
     exit_every: int = DEFAULT_EXIT_EVERY  # 0: never
+    constrained: bool = False
+    num_samples: int = 1
 
     def __post_init__(self):
         if self.engine not in ENGINE_CHOICES:
@@ -83,6 +89,17 @@ class GenerationSettings:
     @property
     def latency_mode(self) -> str:
         return PER_EXAMPLE if self.batch_size == 1 else BATCH_WALL_TIME
+
+    def passes(self) -> list[tuple[GenerationSettings, tuple[int, ...]]]:
+        """The generation passes that give every record its ``num_samples`` samples: ``(settings of one
+        generation per record, the sample numbers it gives)``. Sample 0 is decoded as the flags say (greedy by
+        default); samples 1 to N-1 are drawn with ``temperature`` and ``top_p``, in one pass in which each record
+        appears N-1 times in a row (the prefix engine encodes such repeated prompts once)."""
+        one = replace(self, num_samples=1)
+        if self.num_samples == 1 or self.do_sample:
+            return [(one, tuple(range(self.num_samples)))]
+        first = replace(one, temperature=1.0, top_p=1.0)
+        return [(first, (0,)), (replace(one, do_sample=True), tuple(range(1, self.num_samples)))]
 
 
 def check_settings(backend: str, settings: GenerationSettings) -> None:
@@ -126,8 +143,15 @@ def _check_values(settings: GenerationSettings) -> None:
         raise UsageError(f"--inference_batch_size must be >= 1, got {settings.batch_size}.")
     if settings.exit_every < 0:
         raise UsageError(f"exit_every must be >= 0, got {settings.exit_every}.")
-    if not settings.do_sample and (settings.temperature != 1.0 or settings.top_p != 1.0):
-        raise UsageError("--generation_temperature/--generation_top_p only apply with --generation_do_sample true.")
+    if settings.num_samples < 1:
+        raise UsageError(f"--num_samples must be >= 1, got {settings.num_samples}.")
+    if settings.num_beams > 1 and (settings.constrained or settings.num_samples > 1):
+        raise UsageError("--generation_num_beams > 1 does not combine with --constrained_decoding or --num_samples: "
+                         "beam search reorders its hypotheses, and samples are drawn, not searched.")
+    samples = settings.do_sample or settings.num_samples > 1
+    if not samples and (settings.temperature != 1.0 or settings.top_p != 1.0):
+        raise UsageError("--generation_temperature/--generation_top_p only apply with --generation_do_sample true "
+                         "or --num_samples > 1.")
     if settings.temperature <= 0:
         raise UsageError(f"--generation_temperature must be > 0, got {settings.temperature} (greedy decoding: "
                          "leave --generation_do_sample false).")
@@ -144,6 +168,8 @@ def _check_honoured(honoured: Honours, settings: GenerationSettings, who: str, i
         raise UsageError(f"{who} does not sample (--generation_do_sample true): {instead}.")
     if settings.stop_strings and not honoured.stop_strings:
         raise UsageError(f"{who} cannot stop at the target's stop strings {list(settings.stop_strings)}: {instead}.")
+    if settings.constrained and not honoured.constrained:
+        raise UsageError(f"{who} cannot constrain generations to a grammar (--constrained_decoding): {instead}.")
     if settings.exit_every != DEFAULT_EXIT_EVERY and not honoured.exit_every:
         raise UsageError(f"{who} has no rows leaving every n tokens (exit_every {settings.exit_every}): "
                          f"{instead}.")
@@ -159,6 +185,7 @@ class Generation:
     latency_mode: str
     batch_size: int  # members of the batch it was generated in
     share_ms: float  # its part of the generation wall time: the shares of all rows add up to it
+    logprob: float | None = None  # summed log-probability of its tokens (None where the engine cannot tell)
 
 
 class Backend(Protocol):

@@ -4,10 +4,13 @@ NVIDIA GPU, with a LoRA adapter served through vLLM's LoRA support instead of be
 Prompts are encoded exactly as for the HF backend (:func:`finqa_dsl.core.chat.encode_prompt`) and passed as
 token ids, decoding is greedy unless sampling is asked for, and generation stops at the same stop tokens and
 stop strings (the stop string kept, as the HF engines keep it), so the predictions file and metrics have the
-same meaning. Records go to vLLM ``settings.batch_size`` at a time (vLLM schedules each call's prompts), so that
-finished predictions reach the (streamed, resumable) predictions file as the run goes and batch size 1 gives
-single-stream latency, as with the static engine. What it does not honour (beam search, the HF engines' knobs) is
-refused by :func:`finqa_dsl.inference.interface.check_settings` (``VLLM_HONOURS``).
+same meaning. With ``--constrained_decoding`` each prompt carries its record's Lark grammar as vLLM structured
+outputs, read by the ``guidance`` backend (llguidance, the library the HF engines use); ``logprob`` is vLLM's
+cumulative log-probability of the completion. Records go to vLLM ``settings.batch_size`` at a time (vLLM
+schedules each call's prompts), so that finished predictions reach the (streamed, resumable) predictions file
+as the run goes and batch size 1 gives single-stream latency, as with the static engine. What it does not
+honour (beam search, the HF engines' knobs) is refused by
+:func:`finqa_dsl.inference.interface.check_settings` (``VLLM_HONOURS``).
 """
 
 from __future__ import annotations
@@ -42,28 +45,36 @@ class VLLMBackend:
 
         self.tokenizer = tokenizer
         self.llm = LLM(model=base_model, tokenizer=base_model, dtype=dtype, seed=seed, max_model_len=max_model_len,
-                       enable_lora=adapter_dir is not None, max_lora_rank=max(lora_rank, 8))
+                       enable_lora=adapter_dir is not None, max_lora_rank=max(lora_rank, 8),
+                       structured_outputs_config={"backend": "guidance"})
         self.lora = LoRARequest("finetuned", 1, adapter_dir) if adapter_dir else None
         model_eos = GenerationConfig.from_pretrained(base_model).eos_token_id
         self.stops = stop_token_ids(tokenizer, model_eos)
 
     def __call__(self, records: Sequence, settings: GenerationSettings) -> Iterator[tuple[Any, Generation]]:
         from vllm import SamplingParams
+        from vllm.sampling_params import StructuredOutputsParams
 
         check_settings(VLLM, settings)
-        params = SamplingParams(
-            n=1, max_tokens=settings.max_new_tokens, stop_token_ids=self.stops, skip_special_tokens=True,
-            stop=list(settings.stop_strings), include_stop_str_in_output=True,
-            temperature=settings.temperature if settings.do_sample else 0.0,
-            top_p=settings.top_p if settings.do_sample else 1.0,
-        )
+
+        def params(record) -> SamplingParams:
+            grammar = StructuredOutputsParams(grammar=record.grammar) if settings.constrained else None
+            return SamplingParams(
+                n=1, max_tokens=settings.max_new_tokens, stop_token_ids=self.stops, skip_special_tokens=True,
+                stop=list(settings.stop_strings), include_stop_str_in_output=True, logprobs=0,
+                temperature=settings.temperature if settings.do_sample else 0.0,
+                top_p=settings.top_p if settings.do_sample else 1.0, structured_outputs=grammar,
+            )
+
         for start in range(0, len(records), settings.batch_size):
             chunk = records[start:start + settings.batch_size]
             prompts = [{"prompt_token_ids": ids} for ids in encode_prompt([r.prompt for r in chunk], self.tokenizer)]
             began = time.perf_counter()
-            outputs = self.llm.generate(prompts, params, lora_request=self.lora, use_tqdm=True)
+            outputs = self.llm.generate(prompts, [params(record) for record in chunk], lora_request=self.lora,
+                                        use_tqdm=True)
             latency_ms = (time.perf_counter() - began) * 1000
             for record, output in zip(chunk, outputs, strict=True):
                 completion = output.outputs[0]
                 yield record, Generation(completion.text.strip(), len(completion.token_ids), latency_ms,
-                                         settings.latency_mode, len(chunk), latency_ms / len(chunk))
+                                         settings.latency_mode, len(chunk), latency_ms / len(chunk),
+                                         completion.cumulative_logprob)

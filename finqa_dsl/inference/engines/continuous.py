@@ -6,7 +6,10 @@ finishes, so the predictions file streams and resumes as with the static engine.
 the returned tokens by the same :class:`~finqa_dsl.inference.stopping.StopRule` (the manager stops at the stop
 tokens only). ``latency_ms`` is the request's time in flight (admitted to last token, sharing every step with
 the other requests in flight); ``batch_size`` is the most requests in one step (``settings.batch_size``);
-``share_ms`` is the wall time from the previous result (or the start) to this one.
+``share_ms`` is the wall time from the previous result (or the start) to this one; ``logprob`` sums transformers'
+own per-token log-probabilities (after temperature and top-p when sampling, where the other engines take the
+model's raw distribution). Grammar-constrained decoding is refused here
+(:data:`~finqa_dsl.inference.interface.ENGINES`): the manager takes no per-request logits processor.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ def cache_config(encoded: list[list[int]], settings: GenerationSettings) -> Cont
     pages = -(-(max(map(len, encoded)) + settings.max_new_tokens) // PAGE_TOKENS)
     return ContinuousBatchingConfig(page_size=PAGE_TOKENS, num_blocks=in_flight * pages + 1,
                                     max_batch_tokens=max(map(len, encoded)) + in_flight,
-                                    max_requests_per_batch=settings.batch_size)
+                                    max_requests_per_batch=settings.batch_size, return_logprobs=True)
 
 
 def generate(model, tokenizer, records: Sequence,
@@ -69,6 +72,7 @@ def generate(model, tokenizer, records: Sequence,
             began, ended = result.lifespan
             now = time.perf_counter()
             yield by_request.pop(result.request_id), Generation(text, n, (ended - began) * 1000, IN_FLIGHT,
-                                                                settings.batch_size, (now - previous) * 1000)
+                                                                settings.batch_size, (now - previous) * 1000,
+                                                                sum(result.logprobs[:n]))
             previous = now
             progress.update(1)

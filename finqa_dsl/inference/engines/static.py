@@ -27,10 +27,12 @@ from typing import Any
 
 import torch
 from tqdm.auto import tqdm
-from transformers import Cache, GenerationConfig, StoppingCriteriaList, StopStringCriteria
+from transformers import Cache, GenerationConfig, LogitsProcessorList, StoppingCriteriaList, StopStringCriteria
 
 from finqa_dsl.core.chat import encode_prompt, pad_token_id
 from finqa_dsl.inference.engines.kv_cache import growing_cache, stacked
+from finqa_dsl.inference.engines.token_logprobs import TokenLogprobs
+from finqa_dsl.inference.grammar import RowGrammars
 from finqa_dsl.inference.interface import Generation, GenerationSettings
 from finqa_dsl.inference.stopping import StopRule, stop_token_ids
 from finqa_dsl.models.batching import pad
@@ -50,6 +52,14 @@ def generation_config(model, tokenizer, settings: GenerationSettings) -> Generat
 
 def stop_rule(model, tokenizer, settings: GenerationSettings) -> StopRule:
     return StopRule(tuple(stop_token_ids(model, tokenizer)), tuple(settings.stop_strings))
+
+
+def row_grammars(model, tokenizer, records: Sequence, settings: GenerationSettings) -> RowGrammars | None:
+    """The records' grammars (``record.grammar``) when ``settings`` ask for constrained decoding, else None."""
+    if not settings.constrained:
+        return None
+    return RowGrammars(tokenizer, [record.grammar for record in records], stop_token_ids(model, tokenizer),
+                       model.get_output_embeddings().weight.shape[0])
 
 
 def generate(model, tokenizer, records: Sequence,
@@ -87,12 +97,14 @@ def streamed(model, tokenizer, records: Sequence, settings: GenerationSettings,
     with a progress bar in examples/s; ``batch_size(record index)`` is what its row reports."""
     config = generation_config(model, tokenizer, settings)
     rule = stop_rule(model, tokenizer, settings)
+    grammars = row_grammars(model, tokenizer, records, settings)
     model.eval()
     with tqdm(total=len(records), unit="ex", desc="generate") as progress, torch.inference_mode():
-        for member, ids, latency, share in decode(model, tokenizer, config, rule, settings.exit_every, admit):
+        for member, ids, latency, share, logprob in decode(model, tokenizer, config, rule, settings.exit_every,
+                                                           admit, grammars):
             text = tokenizer.decode(ids, skip_special_tokens=True).strip()
             yield records[member], Generation(text, len(ids), latency * 1000, latency_mode, batch_size(member),
-                                              share * 1000)
+                                              share * 1000, logprob)
             progress.update(1)
 
 
@@ -100,7 +112,8 @@ def streamed(model, tokenizer, records: Sequence, settings: GenerationSettings,
 class Rows:
     """Prompts decoding together: their left-padded tokens, attention mask and KV cache (which holds every token
     but the last once decoding started), and per row its record's index, its new tokens so far, when it was
-    admitted (time.perf_counter()) and its share of the seconds spent on the batch since. Under cascade attention
+    admitted (time.perf_counter()), its share of the seconds spent on the batch since and the log-probabilities
+    of its new tokens (:mod:`.token_logprobs`; empty under beam search). Under cascade attention
     (:mod:`.cascade_attention`) the tokens, mask and cache are those after the ``offset`` tokens of the shared
     prefix."""
 
@@ -111,6 +124,7 @@ class Rows:
     produced: list[int]
     admitted: list[float]
     shares: list[float]
+    logprobs: list[list[float]]
     offset: int = 0
 
     @classmethod
@@ -118,7 +132,7 @@ class Rows:
                     cache: Cache, offset: int = 0) -> Rows:
         """New rows whose preparation began at ``began``."""
         return cls(input_ids, attention_mask, cache, members, [0] * len(members), [began] * len(members),
-                   [0.0] * len(members), offset)
+                   [0.0] * len(members), [[] for _ in members], offset)
 
     def positions(self) -> dict:
         """``position_ids`` for ``model.generate`` when the rows start after ``offset`` tokens (else generate
@@ -138,7 +152,7 @@ class Rows:
         mask = self.attention_mask[kept]
         return Rows(output.sequences[kept], torch.cat([mask, mask.new_ones(len(kept), new)], 1), output.cache,
                     *([values[k] for k in kept] for values in (self.members, self.produced, self.admitted,
-                                                                self.shares)), self.offset)
+                                                                self.shares, self.logprobs)), self.offset)
 
     def joined(self, new: Rows, model, pad_id: int) -> Rows:
         """These rows and ``new`` ones in one batch, right-aligned; columns that are padding in every row go."""
@@ -147,7 +161,8 @@ class Rows:
         attention_mask = torch.cat([_fit(rows.attention_mask, width, 0) for rows in (self, new)])
         return Rows(input_ids, attention_mask, stacked([self.cache, new.cache], model, width - 1),
                     *(old + added for old, added in ((self.members, new.members), (self.produced, new.produced),
-                                                     (self.admitted, new.admitted), (self.shares, new.shares))),
+                                                     (self.admitted, new.admitted), (self.shares, new.shares),
+                                                     (self.logprobs, new.logprobs))),
                     self.offset)
 
 
@@ -159,10 +174,13 @@ def _fit(rows: torch.Tensor, width: int, pad: int) -> torch.Tensor:
 
 
 def decode(model, tokenizer, config: GenerationConfig, rule: StopRule, exit_every: int,
-           admit: Callable[[Rows | None], Rows | None]) -> Iterator[tuple[int, list[int], float, float]]:
+           admit: Callable[[Rows | None], Rows | None],
+           grammars: RowGrammars | None = None) -> Iterator[tuple[int, list[int], float, float, float | None]]:
     """Yield ``(record index, generated ids up to the stop, seconds from admission until it left, its share of the
-    seconds spent)`` for every row as it finishes. Generation runs ``exit_every`` new tokens per ``model.generate``
-    call (0, or beam search: one call); after each call the rows that stopped leave, the others continue from
+    seconds spent, the summed log-probability of those ids (None under beam search))`` for every row as it
+    finishes; with ``grammars``, every row keeps to its record's grammar (:mod:`finqa_dsl.inference.grammar`).
+    Generation runs ``exit_every`` new tokens per ``model.generate`` call (0, or beam search: one call); after
+    each call the rows that stopped leave, the others continue from
     their tokens and their rows of the returned cache, and ``admit`` (given the running rows, or None) adds rows:
     the first ones, and then any it chooses whenever rows left. The time since the previous call (or since the
     admission of rows that started with nothing running), the preparation of rows that joined included, is split
@@ -179,8 +197,15 @@ def decode(model, tokenizer, config: GenerationConfig, rule: StopRule, exit_ever
         step.max_new_tokens = config.max_new_tokens - min(rows.produced)
         if exit_every and config.num_beams == 1:
             step.max_new_tokens = min(exit_every, step.max_new_tokens)
+        logprobs = TokenLogprobs(len(rows)) if config.num_beams == 1 else None
+        processors = LogitsProcessorList([logprobs] if logprobs else [])
+        if grammars:
+            processors.append(grammars.processor(rows.members, rows.produced, rows.input_ids.shape[1]))
         output = model.generate(input_ids=rows.input_ids, attention_mask=rows.attention_mask, cache=rows.cache,
-                                generation_config=step, stopping_criteria=stopping, **rows.positions())
+                                generation_config=step, stopping_criteria=stopping, logits_processor=processors,
+                                **rows.positions())
+        if logprobs:
+            logprobs.finish(output.sequences[:, -1])
         left_at = time.perf_counter()
         share, clock = (left_at - clock) / len(rows), left_at
         new = output.sequences.shape[1] - rows.input_ids.shape[1]
@@ -189,9 +214,15 @@ def decode(model, tokenizer, config: GenerationConfig, rule: StopRule, exit_ever
         for index, member in enumerate(rows.members):
             rows.shares[index] += share
             rows.produced[index] += new
+            if logprobs:
+                rows.logprobs[index] += logprobs.values[index]
             ids = output.sequences[index, -rows.produced[index]:][:config.max_new_tokens].tolist()
             if all_stopped or len(ids) == config.max_new_tokens or rule.stopped(ids, tokenizer):
-                yield member, ids[:rule.length(ids, tokenizer)], left_at - rows.admitted[index], rows.shares[index]
+                length = rule.length(ids, tokenizer)
+                if grammars:
+                    grammars.left(member)
+                yield (member, ids[:length], left_at - rows.admitted[index], rows.shares[index],
+                       sum(rows.logprobs[index][:length]) if logprobs else None)
             else:
                 kept.append(index)
         running = rows.continued(output, kept)

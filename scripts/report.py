@@ -17,6 +17,7 @@ from finqa_dsl.core.errors import UsageError
 from finqa_dsl.runs.report import (
     CORRECT_FLAGS,
     REPORT_MARKDOWN,
+    SAMPLE_CHOICES,
     default_output_dir,
     load_run,
     unique_labels,
@@ -33,6 +34,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--correct_field", choices=CORRECT_FLAGS,
                         help="the flag that says a row is right (default: the first its target scores: "
                              "execution_correct, else answer_correct_strict)")
+    parser.add_argument("--samples", choices=tuple(SAMPLE_CHOICES), default="greedy",
+                        help="runs made with --num_samples: report sample 0 (greedy by default) or the majority "
+                             "vote's row of each example (default: %(default)s)")
     return parser.parse_args(argv)
 
 
@@ -40,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         labels = unique_labels(args.run_folders)
-        runs = [load_run(folder, flag=args.correct_field, label=label)
+        runs = [load_run(folder, flag=args.correct_field, label=label, samples=args.samples)
                 for folder, label in zip(args.run_folders, labels, strict=True)]
     except UsageError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -163,7 +163,7 @@ def test_generate_to_file_streams_and_resumes_skipping_finished_ids(tmp_path, mo
     assert sorted(row["id"] for row in rows) == sorted(r.id for r in records)
     assert all(json.loads(line) for line in path.read_text().splitlines())  # the torn line is gone
     assert set(rows[-1]) == {"id", "question", "prompt", "generation", "new_tokens", "latency_ms",
-                             "latency_mode", "batch_size", "share_ms", "executed"}
+                             "latency_mode", "batch_size", "share_ms", "sample", "logprob", "executed"}
 
     again = generate_to_file(HFBackend(model, tokenizer), records, path, settings=settings)
     assert (again.generated, again.skipped) == (0, 5)

@@ -227,8 +227,9 @@ def test_predictions_file_and_resume_are_the_same_with_every_engine(tmp_path, mo
     rows = read_jsonl_tolerant(path)
     assert (first.generated, stats.generated, stats.skipped) == (2, 3, 2)
     assert sorted(row["id"] for row in rows) == sorted(r.id for r in zero_shot)
-    assert all(set(row) == {"id", "question", "prompt", "generation", "new_tokens", "latency_ms", "latency_mode",
-                            "batch_size", "share_ms"} for row in rows)
+    assert all(set(row) == {"id", "sample", "question", "prompt", "generation", "new_tokens", "latency_ms",
+                            "latency_mode", "batch_size", "share_ms", "logprob"} for row in rows)
+    assert all(row["sample"] == 0 and row["logprob"] < 0 for row in rows)
     assert all(row["latency_mode"] == mode and row["latency_ms"] > 0 and row["batch_size"] in (1, 2) for row in rows)
     static = _outputs(_run(model, tokenizer, zero_shot, engine="static", max_new_tokens=3))
     assert {row["id"]: (row["generation"], row["new_tokens"]) for row in rows} == static

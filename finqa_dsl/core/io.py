@@ -144,15 +144,17 @@ class ResumableJsonl:
 
     ``path`` is where new rows are appended (:class:`JsonlAppender`: a torn last line is mended first);
     ``also_read`` are files of the same run read with it (e.g. other processes' shards). A row is keyed by its
-    ``key`` field; an id is finished when one of its rows is ``good`` (default: every row), so a rerun skips it and
-    retries the others (e.g. a failed request). Reading skips a last line that a crash left torn.
+    ``key`` field (or by what ``key(row)`` gives); an id is finished when one of its rows is ``good`` (default:
+    every row), so a rerun skips it and retries the others (e.g. a failed request). Reading skips a last line that
+    a crash left torn.
     """
 
-    def __init__(self, path: str | os.PathLike, *, also_read: Iterable[str | os.PathLike] = (), key: str = "id",
-                 good: Callable[[dict], bool] | None = None):
+    def __init__(self, path: str | os.PathLike, *, also_read: Iterable[str | os.PathLike] = (),
+                 key: str | Callable[[dict], Any] = "id", good: Callable[[dict], bool] | None = None):
         self.path = Path(path)
         self.sources = tuple(dict.fromkeys((self.path, *map(Path, also_read))))
-        self.key, self.good = key, good or (lambda row: True)
+        self.key_of = key if callable(key) else lambda row: row[key]
+        self.good = good or (lambda row: True)
 
     def rows(self) -> list[dict]:
         """Every row of every source, in order."""
@@ -160,21 +162,21 @@ class ResumableJsonl:
 
     def finished_ids(self) -> set[str]:
         """Ids with a good row."""
-        return {row[self.key] for row in self.rows() if self.good(row)}
+        return {self.key_of(row) for row in self.rows() if self.good(row)}
 
-    def pending(self, items: Sequence, id_of: Callable[[Any], str] = lambda item: item.id) -> list:
+    def pending(self, items: Sequence, id_of: Callable[[Any], Any] = lambda item: item.id) -> list:
         """The ``items`` whose id (``id_of(item)``) is not finished, in order."""
         done = self.finished_ids()
         return [item for item in items if id_of(item) not in done]
 
-    def kept_rows(self) -> dict[str, dict]:
+    def kept_rows(self) -> dict[Any, dict]:
         """One row per id: its first good row, else its last row (a retried row replaces a failed one, and a
         later failure never hides an earlier good row)."""
-        kept: dict[str, dict] = {}
+        kept: dict[Any, dict] = {}
         for row in self.rows():
-            earlier = kept.get(row[self.key])
+            earlier = kept.get(self.key_of(row))
             if earlier is None or not self.good(earlier):
-                kept[row[self.key]] = row
+                kept[self.key_of(row)] = row
         return kept
 
     def appender(self) -> JsonlAppender:

@@ -25,6 +25,8 @@ LATENCY_MS = "latency_ms"
 LATENCY_MODE = "latency_mode"
 BATCH_SIZE = "batch_size"  # members of the batch the row was generated in
 SHARE_MS = "share_ms"  # the row's part of the generation wall time (all rows' shares add up to it)
+SAMPLE = "sample"  # which of an example's --num_samples generations the row is (0: the flags' own decoding)
+LOGPROB = "logprob"  # the generation's summed token log-probability (None where the engine cannot tell)
 # Written by the driver beside the scores.
 TARGET_FIELD = "target_field"  # program | numerical | answer: what GENERATION is scored as
 PARSED_PREDICTION = "parsed_prediction"

@@ -16,6 +16,7 @@ from finqa_dsl.core import prediction_rows as row_keys
 from finqa_dsl.core.io import atomic_write_json, atomic_write_jsonl, read_jsonl_tolerant
 from finqa_dsl.core.metrics import inference_totals
 from finqa_dsl.core.targets import get_target
+from finqa_dsl.core.voting import self_consistency_metrics
 from finqa_dsl.driver.plan import PromptSplit, RunPlan
 from finqa_dsl.inference.hf_backend import HFBackend
 from finqa_dsl.inference.predictions_file import finished_rows
@@ -154,13 +155,14 @@ def _write_test_metrics(plan: RunPlan, generation_stats, timing: Timing) -> tupl
     atomic_write_jsonl(folder / run_files.TEST_LATENCIES,
                        ({row_keys.ID: row[row_keys.ID], row_keys.LATENCY_MS: row[row_keys.LATENCY_MS]} for row in rows))
     metrics: dict[str, Any] = {
-        **get_target(data_args.target_field).summarize(rows),
+        **self_consistency_metrics(rows, get_target(data_args.target_field).summarize),
         **inference_totals(rows, generated=generation_stats.generated,
                            session_seconds=timing.values["test_inference_duration_seconds"],
                            session_new_tokens=generation_stats.new_tokens),
         "inference_latency_mode": latency_mode,
         "inference_batch_size": gen_args.inference_batch_size,
         "inference_engine": gen_args.inference_engine,
+        "constrained_decoding": gen_args.constrained_decoding,
         "latency_file": str(folder / run_files.TEST_LATENCIES),
         "output_jsonl": str(folder / run_files.TEST_PREDICTIONS),
         "prompts_truncated": plan.test.truncation.truncated,

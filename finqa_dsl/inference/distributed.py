@@ -31,7 +31,7 @@ def generate_across_processes(backend: Backend, records: Sequence, path: str | o
                                 rank=state.process_index, world_size=state.num_processes)
     every = gather_object([mine])
     if state.is_main_process:
-        merge_shards(path, records)
+        merge_shards(path, records, settings.num_samples)
     state.wait_for_everyone()
     return GenerationStats(generated=sum(s.generated for s in every), skipped=sum(s.skipped for s in every),
                            seconds=max(s.seconds for s in every), new_tokens=sum(s.new_tokens for s in every))

@@ -1,4 +1,7 @@
-"""Test predictions streamed to a JSONL file: one flushed line per finished example, resumable after a crash.
+"""Test predictions streamed to a JSONL file: one flushed line per finished generation, resumable after a crash.
+
+With ``--num_samples N`` every example has N rows, ``sample`` 0 to N-1, generated in the passes of
+:meth:`~finqa_dsl.inference.interface.GenerationSettings.passes`; a row is keyed by ``(id, sample)``.
 
 Under several processes each one streams its share into a shard file beside the predictions file
 (``test_predictions.rank0-of-2.jsonl``, ...); :func:`merge_shards` folds them into the predictions file. Streaming
@@ -22,10 +25,27 @@ from finqa_dsl.inference.interface import Backend, GenerationSettings
 
 @dataclass(frozen=True)
 class GenerationStats:
-    generated: int
+    generated: int  # generations (examples x samples)
     skipped: int  # already in the output file or its shards, from an earlier, interrupted run
     seconds: float  # wall clock of this call, for the generated examples only
     new_tokens: int  # of the generated examples only
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One generation to make: a record (whose ``id``, ``prompt``, ``grammar``... it passes on) and which of its
+    samples it is."""
+
+    record: Any
+    sample: int
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.record, name)
+
+
+def row_key(row: dict[str, Any]) -> tuple[str, int]:
+    """``(id, sample)`` of a predictions row (sample 0 in files written before samples existed)."""
+    return row[row_keys.ID], row.get(row_keys.SAMPLE) or 0
 
 
 def finished_rows(path: str | os.PathLike, ids: Collection[str]) -> list[dict[str, Any]]:
@@ -49,25 +69,29 @@ def generate_to_file(backend: Backend, records: Sequence, path: str | os.PathLik
                      settings: GenerationSettings,
                      annotate: Callable[[Any, str], dict[str, Any]] | None = None,
                      rank: int = 0, world_size: int = 1) -> GenerationStats:
-    """Generate with ``backend`` for the records whose id is not yet in ``path`` or its shards and append one JSON
-    line per finished example: ``id, question, prompt, generation, new_tokens, latency_ms, latency_mode,
-    batch_size, share_ms``, plus what ``annotate(record, generation_text)`` returns (the driver's target field and
-    scores). Every line is flushed as it is written, so an interrupted run loses nothing written and a rerun skips those
-    ids. Process ``rank`` of ``world_size`` passes its share of the records and writes to :func:`shard_path`."""
+    """Generate with ``backend`` the ``settings.num_samples`` samples of each record that are not yet in ``path`` or
+    its shards and append one JSON line per finished generation: ``id, sample, question, prompt, generation,
+    new_tokens, latency_ms, latency_mode, batch_size, share_ms, logprob``, plus what
+    ``annotate(record, generation_text)`` returns (the driver's target field and scores). Every line is flushed as
+    it is written, so an interrupted run loses nothing written and a rerun skips those samples. Process ``rank`` of
+    ``world_size`` passes its share of the records and writes to :func:`shard_path`."""
     stream = _stream(path, rank, world_size)
-    todo = stream.pending(records)
+    wanted = [Sample(record, sample) for record in records for sample in range(settings.num_samples)]
+    todo = stream.pending(wanted, id_of=lambda item: (item.id, item.sample))
     began, new_tokens = time.perf_counter(), 0
     with stream.appender() as appender:
-        for record, generation in backend(todo, settings):
-            row = {row_keys.ID: record.id, row_keys.QUESTION: record.question, row_keys.PROMPT: record.prompt,
-                   row_keys.GENERATION: generation.text, row_keys.NEW_TOKENS: generation.new_tokens,
-                   row_keys.LATENCY_MS: generation.latency_ms, row_keys.LATENCY_MODE: generation.latency_mode,
-                   row_keys.BATCH_SIZE: generation.batch_size, row_keys.SHARE_MS: generation.share_ms}
-            if annotate is not None:
-                row.update(annotate(record, generation.text))
-            appender.write(row)
-            new_tokens += generation.new_tokens
-    return GenerationStats(generated=len(todo), skipped=len(records) - len(todo),
+        for pass_settings, numbers in settings.passes():
+            for item, generation in backend([item for item in todo if item.sample in numbers], pass_settings):
+                row = {row_keys.ID: item.id, row_keys.SAMPLE: item.sample, row_keys.QUESTION: item.question,
+                       row_keys.PROMPT: item.prompt, row_keys.GENERATION: generation.text,
+                       row_keys.NEW_TOKENS: generation.new_tokens, row_keys.LATENCY_MS: generation.latency_ms,
+                       row_keys.LATENCY_MODE: generation.latency_mode, row_keys.BATCH_SIZE: generation.batch_size,
+                       row_keys.SHARE_MS: generation.share_ms, row_keys.LOGPROB: generation.logprob}
+                if annotate is not None:
+                    row.update(annotate(item.record, generation.text))
+                appender.write(row)
+                new_tokens += generation.new_tokens
+    return GenerationStats(generated=len(todo), skipped=len(wanted) - len(todo),
                            seconds=time.perf_counter() - began, new_tokens=new_tokens)
 
 
@@ -79,17 +103,18 @@ def shard_path(path: str | os.PathLike, rank: int, world_size: int) -> Path:
 
 
 def finished_ids(path: str | os.PathLike) -> set[str]:
-    """Ids predicted in ``path`` or in any shard beside it (left by this run or an interrupted one, whatever
-    its number of processes)."""
-    return _stream(path).finished_ids()
+    """Ids with a sample predicted in ``path`` or in any shard beside it (left by this run or an interrupted one,
+    whatever its number of processes)."""
+    return {example_id for example_id, _ in _stream(path).finished_ids()}
 
 
-def merge_shards(path: str | os.PathLike, records: Sequence) -> None:
-    """Rewrite ``path`` with one row per record, in the order of ``records``, taken from ``path`` and its shards
-    (the first row of an id wins), then delete the shards."""
+def merge_shards(path: str | os.PathLike, records: Sequence, num_samples: int = 1) -> None:
+    """Rewrite ``path`` with ``num_samples`` rows per record, in the order of ``records`` and then of samples,
+    taken from ``path`` and its shards (the first row of an ``(id, sample)`` wins), then delete the shards."""
     stream = _stream(path)
-    by_id = stream.kept_rows()
-    atomic_write_jsonl(path, (by_id[record.id] for record in records if record.id in by_id))
+    by_key = stream.kept_rows()
+    keys = [(record.id, sample) for record in records for sample in range(num_samples)]
+    atomic_write_jsonl(path, (by_key[key] for key in keys if key in by_key))
     for shard in stream.sources[1:]:
         shard.unlink()
 
@@ -98,7 +123,7 @@ def _stream(path: str | os.PathLike, rank: int = 0, world_size: int = 1) -> Resu
     """Process ``rank``'s stream: written to its :func:`shard_path`, read with ``path`` and every shard beside it
     (left by this run or an interrupted one, whatever its number of processes)."""
     return ResumableJsonl(shard_path(path, rank, world_size), also_read=(Path(path), *_shards(path)),
-                          key=row_keys.ID)
+                          key=row_key)
 
 
 def _shards(path: str | os.PathLike) -> list[Path]:

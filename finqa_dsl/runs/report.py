@@ -7,7 +7,9 @@ A run is read from its folder: ``test_predictions.jsonl`` (scored rows, as the d
 ``args.json`` (its ``test_file``, the gold examples each row is grouped by, see
 :mod:`finqa_dsl.core.example_kinds`). Whether a row is right is one of its correctness flags: by default the
 first one its target scores (``execution_correct`` for programs and code, ``answer_correct_strict`` for numbers
-and answers; the target registry says which a target has).
+and answers; the target registry says which a target has). A run with several samples per example
+(``--num_samples``) is read as one row per example: sample 0 (greedy by default) or the majority vote's
+(:mod:`finqa_dsl.core.voting`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any
 from finqa_dsl.core import example_kinds as kinds
 from finqa_dsl.core import metrics as m
 from finqa_dsl.core import prediction_rows as row_keys
+from finqa_dsl.core import voting
 from finqa_dsl.core.data import DatasetError, Example, load_examples
 from finqa_dsl.core.dsl import OPERATIONS
 from finqa_dsl.core.errors import UsageError
@@ -34,6 +37,9 @@ from finqa_dsl.runs.folder import run_test_file
 CORRECT_FLAGS = (m.EXECUTION_CORRECT, m.PROGRAM_CORRECT, m.ANSWER_CORRECT_STRICT, m.ANSWER_CORRECT_TOLERANT,
                  m.ANSWER_CORRECT_ABS_1E3)
 # The report's files.
+# Which row of an example with several samples the report reads.
+SAMPLE_CHOICES: dict[str, Callable[[list[dict[str, Any]]], list[dict[str, Any]]]] = {
+    "greedy": voting.greedy_rows, "voted": voting.voted_rows}
 REPORT_MARKDOWN = "report.md"
 REPORT_JSON = "report.json"
 FAILURE_CHART = "failure_reasons.png"
@@ -102,9 +108,11 @@ def scored_flags(target: Target) -> tuple[str, ...]:
     return tuple(flag for flag in CORRECT_FLAGS if summary.get(flag) is not None)
 
 
-def load_run(folder: str | Path, *, flag: str | None = None, label: str | None = None) -> Run:
-    """Read a run folder's scored predictions and gold examples; :class:`ReportError` with one line naming
-    the file when it has none or they are not scored."""
+def load_run(folder: str | Path, *, flag: str | None = None, label: str | None = None,
+             samples: str = "greedy") -> Run:
+    """Read a run folder's scored predictions and gold examples, one row per example of a run with several
+    samples (``samples``: :data:`SAMPLE_CHOICES`); :class:`ReportError` with one line naming the file when it has
+    none or they are not scored."""
     folder = Path(folder)
     if not folder.is_dir():
         raise ReportError(f"{folder}: not a folder")
@@ -126,7 +134,7 @@ def load_run(folder: str | Path, *, flag: str | None = None, label: str | None =
     if chosen not in flags:
         raise ReportError(f"{path}: {target.name} predictions are not scored by {chosen} (they carry "
                           f"{', '.join(flags)})")
-    rows = [m.with_current_keys(row) for row in rows]
+    rows = SAMPLE_CHOICES[samples]([m.with_current_keys(row) for row in rows])
     for number, row in enumerate(rows, 1):
         if not isinstance(row.get(chosen), bool):
             raise ReportError(f"{path}: line {number} (id {row[row_keys.ID]}): field '{chosen}': expected "

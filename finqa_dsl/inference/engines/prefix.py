@@ -4,8 +4,8 @@ rows as others leave.
 
 The prefix is the longest common token prefix of the encoded prompts (leaving at least one token of every prompt
 to encode; two under cascade attention, so that every row's own cache holds a token). Its cache is computed once
-with batch size 1. Admitted prompts encode their suffixes (all but the last token; no padding tokens are encoded)
-in one of two layouts:
+with batch size 1. Admitted prompts encode their suffixes (all but the last token; no padding tokens are encoded;
+prompts admitted together that are identical, such as the samples of one record, once) in one of two layouts:
 
 - **cascade** (:func:`.cascade_attention.can_cascade`: CPU, every layer over the whole context): the rows hold
   only their own tokens, left-padded, and every layer attends to the one prefix cache and to the row's own
@@ -50,6 +50,15 @@ def shared_prefix_length(prompts: Sequence[Sequence[int]], keep: int = 1) -> int
     for prompt in prompts[1:]:
         length = next((i for i in range(length) if prompt[i] != first[i]), length)
     return max(length, 0)
+
+
+def once_each(prompts: Sequence[Sequence[int]]) -> tuple[list[Sequence[int]], list[int]]:
+    """The distinct ``prompts`` in order of first appearance, and for each prompt the index of its distinct one:
+    the samples of one record (:meth:`~finqa_dsl.inference.interface.GenerationSettings.passes`) are encoded
+    once."""
+    index: dict[tuple[int, ...], int] = {}
+    which = [index.setdefault(tuple(prompt), len(index)) for prompt in prompts]
+    return [list(prompt) for prompt in index], which
 
 
 def prefix_cache(model, prefix: list[int]) -> DynamicCache:
@@ -126,10 +135,15 @@ def generate(model, tokenizer, records: Sequence,
         members = [queue.popleft() for _ in range(min(free, len(queue)))]
         if cascade:  # rows hold their suffixes only; the prefix stays shared
             prompts = [encoded[i][length:] for i in members]
-            cache = packed_suffixes(model, shared, [prompt[:-1] for prompt in prompts])
+            distinct, which = once_each(prompts)
+            cache = packed_suffixes(model, shared, [prompt[:-1] for prompt in distinct])
+            if len(distinct) < len(prompts):
+                cache.batch_select_indices(torch.tensor(which, device=device))
         else:
             prompts = [encoded[i] for i in members]
-            cache = stacked([extended(model, copy.deepcopy(shared), prompt[length:-1]) for prompt in prompts], model)
+            distinct, which = once_each(prompts)
+            caches = [extended(model, copy.deepcopy(shared), prompt[length:-1]) for prompt in distinct]
+            cache = stacked([caches[index] for index in which], model)
         input_ids, attention_mask = pad(prompts, pad_id, side="left")
         new = Rows.admitted_at(started, members, input_ids.to(device), attention_mask.to(device), cache,
                                length if cascade else 0)

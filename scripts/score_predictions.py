@@ -23,7 +23,7 @@ from finqa_dsl.core.data import DatasetError, load_examples
 from finqa_dsl.core.errors import UsageError
 from finqa_dsl.core.finqa_csv import BAD_PROGRAM_CHOICES
 from finqa_dsl.core.metrics import N_DUPLICATE_IDS
-from finqa_dsl.core.prediction_rows import ID, common_target_field, read_prediction_rows
+from finqa_dsl.core.prediction_rows import ID, LOGPROB, SAMPLE, common_target_field, read_prediction_rows
 from finqa_dsl.core.targets import TARGET_FIELDS, get_target, score_predictions
 from finqa_dsl.runs.folder import run_test_file
 from finqa_dsl.sandbox.generations import code_runner
@@ -67,8 +67,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return USAGE_ERROR
     with code_runner(get_target(target_field)) as run_code:  # code runs in the sandbox, never in this process
-        summary = score_predictions(((row[ID], row[text_field]) for row in rows), examples, target_field,
-                                    run_code=run_code)
+        samples = ((row[ID], row[text_field], {key: row[key] for key in (SAMPLE, LOGPROB) if key in row})
+                   for row in rows)
+        summary = score_predictions(samples, examples, target_field, run_code=run_code)
     summary.update(predictions_file=str(predictions), gold_file=str(gold), prediction_field=text_field)
     if summary[N_DUPLICATE_IDS]:
         print(f"warning: {predictions}: {summary[N_DUPLICATE_IDS]} line(s) repeat an earlier line's id; each is "

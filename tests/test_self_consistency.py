@@ -24,6 +24,7 @@ from finqa_dsl.runs import files as run_files
 from scripts import compare_runs
 from scripts import finetune as driver
 from scripts import report as report_script
+from scripts import score_predictions as score_script
 
 PROGRAM = get_target("program")
 
@@ -157,6 +158,10 @@ def test_num_samples_writes_every_sample_and_the_vote(in_tmp, tiny_model_dir, ca
     assert resumed[:6] == rows[:6]
 
     capsys.readouterr()
+    assert score_script.main([str(path)]) == 0
+    rescored = json.loads(capsys.readouterr().out)
+    assert {k: v for k, v in rescored.items() if k in metrics} == {k: metrics[k] for k in rescored if k in metrics}
+    assert rescored["voted_execution_accuracy"] == metrics["voted_execution_accuracy"]
     assert compare_runs.main([str(in_tmp / "__output__/greedy"), str(in_tmp / "__output__/sampled")]) == 0
     table = capsys.readouterr().out
     assert "voted_execution_accuracy" in table and "oracle_execution_accuracy" in table

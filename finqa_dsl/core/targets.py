@@ -22,6 +22,7 @@ from finqa_dsl.core.dsl import END_OF_TURN_MARKERS, clean_generation, execute, t
 from finqa_dsl.core.gold_transpiler import TranspileError, transpile
 from finqa_dsl.core.grammars import number_grammar, program_grammar
 from finqa_dsl.core.python_code import CodeExecution, extract_code, fenced
+from finqa_dsl.core.voting import self_consistency_metrics
 
 _TASK = "You answer questions about a company's financial report, using the context given with the question."
 
@@ -227,32 +228,38 @@ def get_target(name: str) -> Target:
         raise ValueError(f"target_field must be one of {', '.join(TARGETS)}, got {name!r}") from None
 
 
-def score_predictions(predictions: Iterable[tuple[str, str]], examples: Iterable[Example], target_name: str,
+def score_predictions(predictions: Iterable[tuple[str, str] | tuple[str, str, Mapping[str, Any]]],
+                      examples: Iterable[Example], target_name: str,
                       run_code: Callable[[list[str]], list[CodeExecution]] | None = None) -> dict[str, Any]:
-    """Join ``(id, prediction text)`` pairs to gold examples by id, score and summarize them.
+    """Join ``(id, prediction text)`` pairs (or ``(id, text, {"sample": k, "logprob": x})`` of a run with
+    several samples per example) to gold examples by id, score and summarize them (with samples: sample 0's
+    accuracies beside the vote's and the oracle's, :func:`~finqa_dsl.core.voting.self_consistency_metrics`).
 
     Ids absent from the gold are left out and counted (``n_left_out``), as are examples without the gold
     value (``n_missing_gold``). Every joined prediction counts, duplicates included, as official does;
-    ``n_duplicate_ids`` says how many predictions repeat an earlier one's id. ``run_code`` (a target that
-    needs the sandbox) runs the generations' code and returns one execution per generation.
+    ``n_duplicate_ids`` says how many predictions repeat an earlier one's id (and sample). ``run_code`` (a target
+    that needs the sandbox) runs the generations' code and returns one execution per generation.
     """
     chosen = get_target(target_name)
     if chosen.needs_sandbox and run_code is None:
         raise ValueError(f"scoring {chosen.name} predictions needs run_code (e.g. the sandbox)")
     by_id = {example.id: example for example in examples}
     joined, left_out, missing_gold, seen, duplicates = [], 0, 0, set(), 0
-    for example_id, prediction in predictions:
-        duplicates += example_id in seen
-        seen.add(example_id)
+    for example_id, prediction, *extra in predictions:
+        sample = {row_keys.ID: example_id, **(extra[0] if extra else {})}
+        key = (example_id, sample.get(row_keys.SAMPLE) or 0)
+        duplicates += key in seen
+        seen.add(key)
         example = by_id.get(example_id)
         if example is None:
             left_out += 1
         elif chosen.gold_value(example) is None:
             missing_gold += 1
         else:
-            joined.append((prediction, example))
-    executions = run_code([prediction for prediction, _ in joined]) if chosen.needs_sandbox else [None] * len(joined)
-    rows = [chosen.score(prediction, example, execution)
-            for (prediction, example), execution in zip(joined, executions, strict=True)]
-    return {**chosen.summarize(rows), m.N_LEFT_OUT: left_out, m.N_MISSING_GOLD: missing_gold,
-            m.N_DUPLICATE_IDS: duplicates}
+            joined.append((prediction, example, sample))
+    executions = run_code([prediction for prediction, *_ in joined]) if chosen.needs_sandbox \
+        else [None] * len(joined)
+    rows = [{**sample, **chosen.score(prediction, example, execution)}
+            for (prediction, example, sample), execution in zip(joined, executions, strict=True)]
+    return {**self_consistency_metrics(rows, chosen.summarize), m.N_LEFT_OUT: left_out,
+            m.N_MISSING_GOLD: missing_gold, m.N_DUPLICATE_IDS: duplicates}

@@ -14,7 +14,7 @@ from finqa_dsl.core.data import load_examples
 from finqa_dsl.core.grammars import MAX_STEPS, number_grammar, program_grammar, referable_rows
 
 TABLE = [["", "2015", "2014"], ["2014 net revenue", "$ 5735", "1"], ["( in millions )", "1", "2"],
-         ['a "quoted" \\ row', "1", "2"], ["cash, end of year", "3", "4"]]
+         ['a "quoted" \\ row', "1", "2"], ["cash, end of year", "3", "4"], ["$ in millions", "2015", "n/a"]]
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +59,10 @@ def test_well_formed_programs_are_accepted(accepts, program):
     ("add(1, 2), add(#1, 2)", dsl.Reason.BAD_REFERENCE),
     ("table_sum(#0, none)", dsl.Reason.BAD_REFERENCE),
     ("table_sum(2013 net revenue, none)", dsl.Reason.MISSING_ROW),  # not a row of this table
+    ("table_sum($ in millions, none)", dsl.Reason.NON_NUMERIC),  # a row that holds text
     ("add(1737,161, 2)", None),  # a thousands group after four digits is not how FinQA writes a number
+    ("add(12,133,123,123,123,123, 1)", None),  # numbers end: at most 4 thousands groups, 12 digits, 6 decimals
+    ("add(1234567890123, 1)", None),
     ("add(1, 2),", None),
 ])
 def test_programs_the_dsl_cannot_run_are_refused(accepts, program, reason):
@@ -69,7 +72,8 @@ def test_programs_the_dsl_cannot_run_are_refused(accepts, program, reason):
 
 
 def test_rows_the_dsl_cannot_read_back_are_left_out():
-    assert referable_rows(TABLE) == ["2014 net revenue", 'a "quoted" \\ row']  # no "(", ")" or ", " inside
+    # no "(", ")" or ", " inside, numbers in every cell
+    assert referable_rows(TABLE) == ["2014 net revenue", 'a "quoted" \\ row']
     assert "TABLE_OPERATION" not in program_grammar([]), "no table: no table operation"
 
 

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# The real-data table of BENCHMARKS.md ("More right answers from the same model"): SmolLM2-135M-Instruct on the
+# real FinQA examples of ../shared/FinQA/real, gold evidence, program target, on a CPU.
+# Zero-shot and few-shot (k=4) with and without --constrained_decoding; LoRA for 3 epochs (a checkpoint per epoch;
+# epochs chosen on dev), then greedy, constrained, and constrained + self-consistency (N=8) on the test set.
+# Every command prints its wall time. Outputs: __output__/real-*/
+set -euo pipefail
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+cd "$repo"
+python=$(bash scripts/setup_env.sh)
+"$python" scripts/prepare_default_model.py
+splits=__output__/real-splits
+"$python" -m scripts.real_splits  # ../shared/FinQA/real -> $splits
+common=(--input_mode gold --target_field program --max_seq_length 512 --generation_max_new_tokens 48 --seed 42)
+short=(--task_instruction "Write the FinQA program that answers the question, e.g. subtract(5829, 5735), divide(#0, 5735)")
+timed() { local began=$SECONDS; "$python" scripts/finetune.py "$@" | tail -n 1; echo "  $((SECONDS - began)) s"; }
+
+# 1. the base model, the built-in instruction (it describes the DSL): zero-shot and 4 real train exemplars
+for shots in 0 4; do
+  for constrained in false true; do  # 4 real exemplars make prompts of up to 1,300 tokens: room for 2,048
+    timed "${common[@]}" --max_seq_length 2048 --train_file "$splits/train.json" --test_file "$splits/test_gold.json" --do_test \
+      --few_shot_k "$shots" --constrained_decoding "$constrained" --output_folder "real-base-k${shots}-c${constrained}"
+  done
+done
+# 2. LoRA, 3 epochs, a checkpoint per epoch (the 1-epoch row is the first checkpoint of this cosine schedule)
+timed "${common[@]}" "${short[@]}" --train_file "$splits/train.json" --do_train --peft lora --lora_r 16 \
+  --lora_alpha 32 --lora_dropout 0.05 --num_train_epochs 3 --learning_rate 2e-3 --lr_scheduler_type cosine \
+  --warmup_steps 0.1 --per_device_train_batch_size 4 --logging_steps 10 --save_strategy epoch \
+  --output_folder real-lora-3ep
+checkpoints=__output__/real-lora-3ep/checkpoints
+# 3. the epochs chosen on dev (greedy execution accuracy)
+for step in 65 195; do
+  timed "${common[@]}" "${short[@]}" --model_name "$checkpoints/checkpoint-$step" --test_file "$splits/dev.json" \
+    --do_test --output_folder "real-lora-dev-step$step"
+done
+# 4. the test set, reported once: greedy, constrained, constrained + self-consistency
+for step in 65 195; do
+  test=(--model_name "$checkpoints/checkpoint-$step" --test_file "$splits/test_gold.json" --do_test)
+  timed "${common[@]}" "${short[@]}" "${test[@]}" --output_folder "real-lora-step$step-greedy"
+  timed "${common[@]}" "${short[@]}" "${test[@]}" --constrained_decoding --output_folder "real-lora-step$step-c"
+  timed "${common[@]}" "${short[@]}" "${test[@]}" --constrained_decoding --num_samples 8 \
+    --generation_temperature 0.7 --output_folder "real-lora-step$step-c-sc8"
+done
+"$python" scripts/compare_runs.py __output__/real-base-* __output__/real-lora-step*

@@ -14,6 +14,7 @@ A row whose text is complete (its matcher stopped) is left unmasked: generate pa
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 
 import llguidance
 import llguidance.hf
@@ -30,7 +31,7 @@ class RowGrammars:
         if any(grammar is None for grammar in grammars):
             raise ValueError("constrained decoding needs a grammar for every record")
         self.grammars = grammars
-        self.tokenizer = llguidance.hf.from_tokenizer(tokenizer, n_vocab=vocab_size, eos_token=list(stop_ids))
+        self.tokenizer = _llguidance_tokenizer(tokenizer, vocab_size, tuple(stop_ids))
         self.vocab_size = vocab_size
         self.matchers: dict[int, _RowMatcher] = {}
 
@@ -52,6 +53,13 @@ class RowGrammars:
                 raise ValueError(f"grammar of record {member} is not valid: {matcher.get_error()}")
             self.matchers[member] = _RowMatcher(matcher)
         return self.matchers[member]
+
+
+@lru_cache(maxsize=4)
+def _llguidance_tokenizer(tokenizer, vocab_size: int, stop_ids: tuple[int, ...]) -> llguidance.LLTokenizer:
+    """llguidance's view of ``tokenizer`` (0.3 to 0.6 s to build on the 2-core CPU), built once per tokenizer for
+    every engine call of a run (BENCHMARKS.md)."""
+    return llguidance.hf.from_tokenizer(tokenizer, n_vocab=vocab_size, eos_token=list(stop_ids))
 
 
 class _RowMatcher:

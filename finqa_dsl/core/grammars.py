@@ -11,7 +11,9 @@ malformed step, an unknown operation, an empty program or a reference to a step 
 ``23.6%``; at most 12 digits before the point and 6 after, so that a number cannot run on until the token budget
 ends), constants (``const_100``, ``const_m1``) and ``#k`` for an earlier step only; table operations take a row
 name of the example's own table (only names that the DSL can read back, of rows that hold numbers; no table
-operation when there is none) and ``none``. A program has at most :data:`MAX_STEPS` steps.
+operation when there is none) and ``none`` (FinQA's programs always write it; the official evaluator ignores the
+second argument of a table step, so a row name there is accepted too). A program has at most :data:`MAX_STEPS`
+steps.
 """
 
 from __future__ import annotations
@@ -70,7 +72,7 @@ def program_grammar(table: Sequence[Sequence[str]] = (), max_steps: int = MAX_ST
     ]
     if rows:
         lines += [f"TABLE_OPERATION: {_choice(tuple(TABLE_OPERATIONS))}", f"ROW: {_choice(rows)}",
-                  'table_step: TABLE_OPERATION "(" ROW ", none)"']
+                  'table_step: TABLE_OPERATION "(" ROW ", " ("none" | ROW) ")"']
     for k in range(max_steps):
         references = [f"#{j}" for j in range(k)]
         argument = " | ".join(["number", "CONSTANT", *([_choice(references)] if references else [])])

@@ -128,6 +128,7 @@ def test_log_probabilities_are_the_models_own(random_model, default_tokenizer, e
         assert generation.logprob == pytest.approx(expected, abs=1e-3), (engine, record.id)
 
 
+@pytest.mark.slow
 def test_num_samples_writes_every_sample_and_the_vote(in_tmp, tiny_model_dir, capsys):
     flags = ["--model_name", str(tiny_model_dir), "--test_file", str(SAMPLE / "test.json"), "--max_test_samples",
              "4", "--do_test", "--target_field", "program", "--generation_max_new_tokens", "12",

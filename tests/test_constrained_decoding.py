@@ -86,16 +86,16 @@ def test_sampling_under_a_grammar_stays_in_it(random_model, default_tokenizer):
 
 @pytest.mark.slow
 def test_the_real_default_model_keeps_its_well_formed_greedy_programs(default_model, default_tokenizer):
-    """Few-shot, the real default model writes well-formed programs for most sample questions: constrained
-    greedy decoding must give exactly those programs, and well-formed ones where it did not."""
+    """Few-shot, the real default model writes programs that run for most sample questions: constrained greedy
+    decoding must give exactly those programs, and well-formed ones where it did not. (The grammar is stricter
+    than the DSL's form: a word where a number goes, or a row the table lacks, does not run and is refused.)"""
     records, examples = _records(default_tokenizer, 8, k=4)
     free = _generate(default_model, default_tokenizer, records, engine="prefix", batch_size=8, max_new_tokens=48)
     constrained = _generate(default_model, default_tokenizer, records, engine="prefix", batch_size=8,
                             max_new_tokens=48, constrained=True)
-    well_formed = [r.id for r in records
-                   if free[r.id].new_tokens < 48 and _reason(free[r.id], examples[r.id]) not in NOT_WELL_FORMED]
-    assert len(well_formed) >= 3
-    assert {k: constrained[k].text for k in well_formed} == {k: free[k].text for k in well_formed}
+    ran = [r.id for r in records if free[r.id].new_tokens < 48 and _reason(free[r.id], examples[r.id]) is None]
+    assert len(ran) >= 3
+    assert {k: constrained[k].text for k in ran} == {k: free[k].text for k in ran}
     assert all(_reason(constrained[r.id], examples[r.id]) not in NOT_WELL_FORMED for r in records
                if constrained[r.id].new_tokens < 48)
 

@@ -2,7 +2,8 @@
 # The real-data table of BENCHMARKS.md ("More right answers from the same model"): SmolLM2-135M-Instruct on the
 # real FinQA examples of ../shared/FinQA/real, gold evidence, program target, on a CPU.
 # Zero-shot and few-shot (k=4) with and without --constrained_decoding; LoRA for 3 epochs (a checkpoint per epoch;
-# epochs chosen on dev), then greedy, constrained, and constrained + self-consistency (N=8) on the test set.
+# epochs chosen on dev), then greedy, constrained, and constrained + self-consistency (N=8) on the test set; a full
+# fine-tune, chosen on dev against the LoRA.
 # Every command prints its wall time. Outputs: __output__/real-*/
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -41,4 +42,11 @@ for step in 65 195; do
   timed "${common[@]}" "${short[@]}" "${test[@]}" --constrained_decoding --num_samples 8 \
     --generation_temperature 0.7 --output_folder "real-lora-step$step-c-sc8"
 done
-"$python" scripts/compare_runs.py __output__/real-base-* __output__/real-lora-step*
+# 5. a full fine-tune instead of LoRA (3 epochs, learning rate 1e-4), chosen on dev against the LoRA, then the test
+timed "${common[@]}" "${short[@]}" --train_file "$splits/train.json" --test_file "$splits/dev.json" --do_train \
+  --do_test --peft none --num_train_epochs 3 --learning_rate 1e-4 --lr_scheduler_type cosine --warmup_steps 0.1 \
+  --per_device_train_batch_size 4 --logging_steps 10 --save_strategy no --output_folder real-full-3ep-dev
+full=(--model_name __output__/real-full-3ep-dev/final_model --test_file "$splits/test_gold.json" --do_test)
+timed "${common[@]}" "${short[@]}" "${full[@]}" --output_folder real-full-3ep-greedy
+timed "${common[@]}" "${short[@]}" "${full[@]}" --constrained_decoding --output_folder real-full-3ep-c
+"$python" scripts/compare_runs.py __output__/real-base-* __output__/real-lora-step* __output__/real-full-3ep-*

@@ -58,12 +58,17 @@ INFERENCE_EXAMPLES_GENERATED = "inference_examples_generated"
 INFERENCE_SESSION_SECONDS = "inference_session_seconds"  # wall clock of this run's generation
 INFERENCE_SESSION_NEW_TOKENS = "inference_session_new_tokens"
 # The metrics that compare runs at a glance (scripts/compare_runs.py).
-# With --num_samples the accuracies are sample 0's (greedy by default), beside the vote's and the oracle's
-# (finqa_dsl.core.voting).
+# The per-example verdicts a scored row may carry, in the order a target's default is chosen (runs.report).
+CORRECT_FLAGS = (EXECUTION_CORRECT, PROGRAM_CORRECT, ANSWER_CORRECT_STRICT, ANSWER_CORRECT_TOLERANT,
+                 ANSWER_CORRECT_ABS_1E3)
+# Self-consistency (--num_samples, finqa_dsl.core.voting): the accuracies are sample 0's (greedy by default), beside
+# the vote's and the oracle's under these prefixes.
+NUM_SAMPLES = "num_samples"
+VOTED, ORACLE = "voted_", "oracle_"
 HEADLINE_METRICS = (TARGET_FIELD, N, EXECUTION_ACCURACY, PROGRAM_ACCURACY, ANSWER_ACCURACY_STRICT,
-                    ANSWER_ACCURACY_TOLERANT, ANSWER_ACCURACY_ABS_1E3, "num_samples", "voted_" + EXECUTION_ACCURACY,
-                    "oracle_" + EXECUTION_ACCURACY, "voted_" + PROGRAM_ACCURACY, "voted_" + ANSWER_ACCURACY_TOLERANT,
-                    "oracle_" + ANSWER_ACCURACY_TOLERANT, LATENCY_METRIC_PREFIX + "avg", INFERENCE_TOTAL_SECONDS)
+                    ANSWER_ACCURACY_TOLERANT, ANSWER_ACCURACY_ABS_1E3, NUM_SAMPLES, VOTED + EXECUTION_ACCURACY,
+                    ORACLE + EXECUTION_ACCURACY, VOTED + PROGRAM_ACCURACY, VOTED + ANSWER_ACCURACY_TOLERANT,
+                    ORACLE + ANSWER_ACCURACY_TOLERANT, LATENCY_METRIC_PREFIX + "avg", INFERENCE_TOTAL_SECONDS)
 
 TOLERANT_REL_TOL = 1e-3
 TOLERANT_ABS_TOL = 1e-9

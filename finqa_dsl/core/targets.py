@@ -22,7 +22,7 @@ from finqa_dsl.core.dsl import END_OF_TURN_MARKERS, clean_generation, execute, t
 from finqa_dsl.core.gold_transpiler import TranspileError, transpile
 from finqa_dsl.core.grammars import number_grammar, program_grammar
 from finqa_dsl.core.python_code import CodeExecution, extract_code, fenced
-from finqa_dsl.core.voting import self_consistency_metrics
+from finqa_dsl.core.voting import sample_of, self_consistency_metrics
 
 _TASK = "You answer questions about a company's financial report, using the context given with the question."
 
@@ -247,7 +247,7 @@ def score_predictions(predictions: Iterable[tuple[str, str] | tuple[str, str, Ma
     joined, left_out, missing_gold, seen, duplicates = [], 0, 0, set(), 0
     for example_id, prediction, *extra in predictions:
         sample = {row_keys.ID: example_id, **(extra[0] if extra else {})}
-        key = (example_id, sample.get(row_keys.SAMPLE) or 0)
+        key = (example_id, sample_of(sample))
         duplicates += key in seen
         seen.add(key)
         example = by_id.get(example_id)

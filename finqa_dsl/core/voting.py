@@ -21,11 +21,7 @@ from finqa_dsl.core import prediction_rows as row_keys
 
 SAMPLE = row_keys.SAMPLE
 LOGPROB = row_keys.LOGPROB
-NUM_SAMPLES = "num_samples"
-VOTED, ORACLE = "voted_", "oracle_"  # prefixes of the voted and the oracle metrics
-# The per-example verdicts an oracle takes from any sample, and the accuracies reported per way of choosing.
-CORRECT_KEYS = (m.EXECUTION_CORRECT, m.PROGRAM_CORRECT, m.ANSWER_CORRECT_STRICT, m.ANSWER_CORRECT_TOLERANT,
-                m.ANSWER_CORRECT_ABS_1E3)
+# The accuracies reported per way of choosing (the oracle takes each of metrics.CORRECT_FLAGS from any sample).
 ACCURACY_KEYS = (m.EXECUTION_CORRECT, m.EXECUTION_ACCURACY, m.PROGRAM_CORRECT, m.PROGRAM_ACCURACY,
                  m.ANSWER_CORRECT_STRICT, m.ANSWER_ACCURACY_STRICT, m.ANSWER_CORRECT_TOLERANT,
                  m.ANSWER_ACCURACY_TOLERANT, m.ANSWER_CORRECT_ABS_1E3, m.ANSWER_ACCURACY_ABS_1E3)
@@ -82,11 +78,12 @@ def voted_rows(rows: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
 
 
 def oracle_rows(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """One row per example: sample 0 with each verdict of :data:`CORRECT_KEYS` true when any sample's is."""
+    """One row per example: sample 0 with each verdict of :data:`~finqa_dsl.core.metrics.CORRECT_FLAGS` true when
+    any sample's is."""
     oracles = []
     for group in by_example(rows):
         oracle = dict(group[0])
-        for key in CORRECT_KEYS:
+        for key in m.CORRECT_FLAGS:
             if key in oracle:
                 oracle[key] = any(row.get(key) for row in group)
         oracles.append(oracle)
@@ -102,6 +99,6 @@ def self_consistency_metrics(rows: list[Mapping[str, Any]],
     if samples == 1:
         return greedy
     voted, oracle = summarize(voted_rows(rows)), summarize(oracle_rows(rows))
-    return {**greedy, NUM_SAMPLES: samples,
-            **{VOTED + key: voted[key] for key in ACCURACY_KEYS if voted.get(key) is not None},
-            **{ORACLE + key: oracle[key] for key in ACCURACY_KEYS if oracle.get(key) is not None}}
+    return {**greedy, m.NUM_SAMPLES: samples,
+            **{m.VOTED + key: voted[key] for key in ACCURACY_KEYS if voted.get(key) is not None},
+            **{m.ORACLE + key: oracle[key] for key in ACCURACY_KEYS if oracle.get(key) is not None}}

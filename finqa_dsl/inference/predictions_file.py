@@ -20,6 +20,7 @@ from typing import Any
 from finqa_dsl.core import prediction_rows as row_keys
 from finqa_dsl.core.io import ResumableJsonl, atomic_write_jsonl
 from finqa_dsl.core.prediction_rows import PredictionFileError, read_prediction_rows
+from finqa_dsl.core.voting import sample_of
 from finqa_dsl.inference.interface import Backend, GenerationSettings
 
 
@@ -45,7 +46,7 @@ class Sample:
 
 def row_key(row: dict[str, Any]) -> tuple[str, int]:
     """``(id, sample)`` of a predictions row (sample 0 in files written before samples existed)."""
-    return row[row_keys.ID], row.get(row_keys.SAMPLE) or 0
+    return row[row_keys.ID], sample_of(row)
 
 
 def finished_rows(path: str | os.PathLike, ids: Collection[str]) -> list[dict[str, Any]]:

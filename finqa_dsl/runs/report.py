@@ -34,8 +34,7 @@ from finqa_dsl.runs import files as run_files
 from finqa_dsl.runs.folder import run_test_file
 
 # The correctness flags a scored row may carry, in the order a target's default is chosen.
-CORRECT_FLAGS = (m.EXECUTION_CORRECT, m.PROGRAM_CORRECT, m.ANSWER_CORRECT_STRICT, m.ANSWER_CORRECT_TOLERANT,
-                 m.ANSWER_CORRECT_ABS_1E3)
+CORRECT_FLAGS = m.CORRECT_FLAGS
 # The report's files.
 # Which row of an example with several samples the report reads.
 SAMPLE_CHOICES: dict[str, Callable[[list[dict[str, Any]]], list[dict[str, Any]]]] = {

@@ -15,7 +15,7 @@ import json
 import logging
 import sys
 
-from finqa_dsl.core.context import INPUT_MODES, ContextConfig
+from finqa_dsl.core.context import INPUT_MODES, TABLE_FORMATS, ContextConfig
 from finqa_dsl.core.data import DatasetError, load_examples
 from finqa_dsl.core.errors import UsageError
 from finqa_dsl.core.targets import TARGET_FIELDS
@@ -32,6 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--context", default="", help="Its context: text and table rows (| a | b |).")
     parser.add_argument("--target_field", default="program", choices=TARGET_FIELDS)
     parser.add_argument("--input_mode", default="gold", choices=INPUT_MODES)
+    parser.add_argument("--table_format", default="pipe", choices=TABLE_FORMATS,
+                        help="How table rows read: as the model was trained (finetune.py's --table_format).")
     parser.add_argument("--max_new_tokens", type=int, default=128)
     args = parser.parse_args(argv)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.WARNING)
@@ -39,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         example = _example(args)
         result = compare(args.finetuned_model, args.base_model, example=example, question=args.question,
                          context=args.context, target_field=args.target_field,
-                         context_config=ContextConfig(input_mode=args.input_mode),
+                         context_config=ContextConfig(input_mode=args.input_mode, table_format=args.table_format),
                          max_new_tokens=args.max_new_tokens)
     except (UsageError, DatasetError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)

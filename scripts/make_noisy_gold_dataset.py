@@ -12,7 +12,7 @@ import argparse
 import json
 import sys
 
-from finqa_dsl.core.context import INPUT_MODES, ContextConfig
+from finqa_dsl.core.context import INPUT_MODES, TABLE_FORMATS, ContextConfig
 from finqa_dsl.core.data import DatasetError, load_examples
 from finqa_dsl.core.io import atomic_write_jsonl
 from finqa_dsl.core.prompts import build_prompt_records, select_few_shot
@@ -34,6 +34,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="noisy_gold: non-evidence table rows added")
     parser.add_argument("--noisy_context_seed", type=int, default=defaults.seed,
                         help="noisy_gold: seed of the per-example sampling (with the example id)")
+    parser.add_argument("--table_format", choices=TABLE_FORMATS, default=defaults.table_format,
+                        help="how table rows read: pipe | sentences (FinQA's row template)")
     parser.add_argument("--tokenizer", help="tokenizer folder or hub id: use its chat template, count tokens")
     parser.add_argument("--max_prompt_tokens", type=int,
                         help="drop context pieces until the prompt fits (needs --tokenizer)")
@@ -55,7 +57,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     context_config = ContextConfig(args.input_mode, args.noisy_text_distractors, args.noisy_table_distractors,
-                                   args.noisy_context_seed)
+                                   args.noisy_context_seed, args.table_format)
     try:
         examples = load_examples(args.input_file)
         few_shot = select_few_shot(load_examples(args.few_shot_file), args.few_shot_k,

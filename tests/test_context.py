@@ -8,7 +8,14 @@ import sys
 
 import pytest
 
-from finqa_dsl.core.context import INPUT_MODES, Context, ContextConfig, build_context, render_table_row
+from finqa_dsl.core.context import (
+    INPUT_MODES,
+    Context,
+    ContextConfig,
+    build_context,
+    render_table_row,
+    table_row_sentences,
+)
 from finqa_dsl.core.data import DatasetError, load_examples
 
 
@@ -79,6 +86,31 @@ def test_table_rows_are_rendered_verbatim_with_pipes(by_id):
         "| 2018 | 4447 | $ 2.23 | $ 9896 | 23.6% ( 23.6 % ) |"
     )
     assert render_table_row(("", "2018", "2017")) == "|  | 2018 | 2017 |"  # an empty cell stays visible
+
+
+def test_sentences_are_finqas_own_row_text(examples):
+    """FinQA wrote each table row's gold_inds text with its row template: ``sentences`` renders the same
+    words (the released text has since been split apart at punctuation, e.g. ``march 31 ,``)."""
+    compared = 0
+    for example in examples:
+        context = build_context(example, ContextConfig("gold", table_format="sentences"))
+        table_evidence = {key for key in example.gold_inds if key.startswith("table_")}
+        assert {piece.key for piece in context.pieces if piece.kind == "table"} == table_evidence  # no header
+        for piece in context.pieces:
+            if piece.kind == "table":
+                assert piece.text.replace(" ", "") == example.gold_inds[piece.key].replace(" ", ""), example.id
+                compared += 1
+    assert compared > 500
+
+
+def test_sentences_name_row_and_column_for_every_cell(by_id):
+    example = by_id["AAL/2018/page_13.pdf-2"]
+    assert build_context(example, ContextConfig("gold", table_format="sentences")).render() == (
+        "year the 2018 of gallons is 4447 ; the 2018 of average priceper gallon is $ 2.23 ; "
+        "the 2018 of aircraft fuelexpense is $ 9896 ; the 2018 of percent of totaloperating expenses is "
+        "23.6% ( 23.6 % ) ;"
+    )
+    assert table_row_sentences(("", "2018"), ("sales", "$  12")) == "the sales of 2018 is $ 12 ;"
 
 
 def test_table_operations_find_their_row_name_as_a_whole_cell(examples):
@@ -203,3 +235,5 @@ def test_config_is_checked():
         ContextConfig("oracle")
     with pytest.raises(ValueError, match=">= 0"):
         ContextConfig("noisy_gold", text_distractors=-1)
+    with pytest.raises(ValueError, match="table_format must be one of pipe, sentences"):
+        ContextConfig("gold", table_format="markdown")

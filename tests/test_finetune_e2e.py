@@ -125,6 +125,7 @@ def test_interrupted_test_inference_resumes_and_a_finished_run_is_kept(in_tmp, t
     ("flags", "message"),
     [
         (("--do_test", "--input_mode", "golden"), "--input_mode 'golden' is not one of"),
+        (("--do_test", "--table_format", "markdown"), "--table_format 'markdown' is not one of"),
         (("--do_test", "--target_field", "python"), "--target_field 'python' is not one of"),
         (("--do_test", "--peft", "dora"), "--peft 'dora' is not one of"),
         ((), "Nothing to do"),

@@ -5,8 +5,9 @@ post_text sentences. Each piece is one line and carries its gold_inds key (``tex
 pre_text + post_text, ``table_N`` indexes table rows with 0 = header) and its flags (evidence,
 distractor, kind), so truncation can drop distractors first and never drop evidence.
 
-Table rendering (one for every mode): one row per line, cells copied verbatim from the normalised
-``table`` field and separated by pipes, e.g. ``| net revenue | $ 5735 | $ 5829 |``. Why:
+Table rendering (``table_format``, the same for every mode). ``pipe``, the default: one row per line,
+cells copied verbatim from the normalised ``table`` field and separated by pipes, e.g.
+``| net revenue | $ 5735 | $ 5829 |``. Why:
 
 * The normalised ``table`` is what the gold programs and the executor use: literals are written as
   the cell's number (``5735`` for ``$ 5735``, commas already removed, unlike ``table_ori``'s
@@ -19,6 +20,12 @@ Table rendering (one for every mode): one row per line, cells copied verbatim fr
   empty cell), and unlike tabs they survive every tokenizer and chat template unchanged.
 * One row per line makes a row the unit that evidence, distractors and truncation work on. The
   header row is shown whenever any other table row is, so column names are never lost.
+
+``sentences``: FinQA's own row template (``table_row_to_text`` of its retriever and generator, which
+wrote the gold_inds text): ``the net revenue of 2018 is $ 5735 ; the net revenue of 2017 is $ 5829 ;``,
+one row per line, after the header's first cell when it has one. Every number sits next to its row
+and column names, which a small model reads more easily than a column position; the header row then
+adds nothing and is shown only when it is evidence itself.
 """
 
 from __future__ import annotations
@@ -29,23 +36,28 @@ from dataclasses import dataclass
 from finqa_dsl.core.data import DatasetError, Example
 
 INPUT_MODES = ("gold", "all", "noisy_gold")
+TABLE_FORMATS = ("pipe", "sentences")
 HEADER_KEY = "table_0"
 
 
 @dataclass(frozen=True)
 class ContextConfig:
-    """Which evidence to show; the distractor counts and seed matter for ``noisy_gold`` only."""
+    """Which evidence to show and how tables read; the distractor counts and seed matter for
+    ``noisy_gold`` only."""
 
     input_mode: str = "gold"
     text_distractors: int = 3
     table_distractors: int = 1
     seed: int = 0
+    table_format: str = "pipe"
 
     def __post_init__(self) -> None:
         if self.input_mode not in INPUT_MODES:
             raise ValueError(f"input_mode must be one of {', '.join(INPUT_MODES)}, got {self.input_mode!r}")
         if self.text_distractors < 0 or self.table_distractors < 0:
             raise ValueError("distractor counts must be >= 0")
+        if self.table_format not in TABLE_FORMATS:
+            raise ValueError(f"table_format must be one of {', '.join(TABLE_FORMATS)}, got {self.table_format!r}")
 
 
 @dataclass(frozen=True)
@@ -110,6 +122,14 @@ def render_table_row(cells: tuple[str, ...] | list[str]) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
+def table_row_sentences(header: tuple[str, ...] | list[str], cells: tuple[str, ...] | list[str]) -> str:
+    """FinQA's row template: ``[header[0] ]the ROW of COLUMN is CELL ; ...``, runs of spaces collapsed."""
+    text = f"{header[0]} " if header and header[0] else ""
+    pairs = zip(header[1:], cells[1:], strict=False)  # a row longer or shorter than the header: as FinQA zips
+    text += "".join(f"the {cells[0]} of {column} is {cell} ; " for column, cell in pairs)
+    return " ".join(text.split())
+
+
 def build_context(example: Example, config: ContextConfig) -> Context:
     """The context of ``example`` for ``config.input_mode`` (see the module docstring)."""
     n_text = len(example.pre_text) + len(example.post_text)
@@ -133,11 +153,17 @@ def build_context(example: Example, config: ContextConfig) -> Context:
                 rows, config.table_distractors, config, example
             )
         shown = evidence | distractors
-    if any(key.startswith("table_") for key in shown) and example.table:
+    sentences = config.table_format == "sentences"
+    if any(key.startswith("table_") for key in shown) and example.table and not sentences:
         shown.add(HEADER_KEY)
+
+    def rendered(section: str, content) -> str:
+        if section != "table":
+            return content
+        return table_row_sentences(example.table[0], content) if sentences else render_table_row(content)
+
     return Context(tuple(
-        ContextPiece(section, key, render_table_row(content) if section == "table" else content,
-                     evidence=key in evidence, distractor=key in distractors)
+        ContextPiece(section, key, rendered(section, content), evidence=key in evidence, distractor=key in distractors)
         for section, key, content in _document_lines(example) if key in shown
     ))
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from finqa_dsl.core.context import INPUT_MODES
+from finqa_dsl.core.context import INPUT_MODES, TABLE_FORMATS
 from finqa_dsl.core.errors import UsageError
 from finqa_dsl.core.finqa_csv import BAD_PROGRAM_CHOICES
 from finqa_dsl.core.targets import TARGET_FIELDS, TARGETS, get_target
@@ -57,6 +57,8 @@ class DataArguments:
     test_file: str = field(default="FinQA/dataset/test.json", metadata={"help": "FinQA JSON/JSONL."})
     target_field: str = field(default="program", metadata={"help": "program | numerical | answer."})
     input_mode: str = field(default="gold", metadata={"help": "gold | all | noisy_gold."})
+    table_format: str = field(default="pipe", metadata={
+        "help": "How table rows read: pipe (| row | cell |) | sentences (FinQA's 'the ROW of COLUMN is CELL ;')."})
     noisy_text_distractors: int = field(default=3, metadata={"help": "noisy_gold: extra text sentences."})
     noisy_table_distractors: int = field(default=1, metadata={"help": "noisy_gold: extra table rows."})
     noisy_context_seed: int = field(default=0, metadata={"help": "noisy_gold: base seed of the sampling."})
@@ -142,6 +144,7 @@ def validate(model: ModelArguments, data: DataArguments, generation: GenerationA
     flags' choices are checked where they become :class:`~finqa_dsl.models.options.ModelOptions`)."""
     _check_choice("--target_field", data.target_field, TARGET_FIELDS)
     _check_choice("--input_mode", data.input_mode, INPUT_MODES)
+    _check_choice("--table_format", data.table_format, TABLE_FORMATS)
     _check_choice("--bad_program", data.bad_program, BAD_PROGRAM_CHOICES)
     _check_choice("--wandb_mode", run.wandb_mode, WANDB_MODES)
     if run.eval_type:

@@ -170,9 +170,10 @@ def prepare(argv: list[str]) -> RunPlan:
 
 
 def context_config_of(data_args: DataArguments) -> ContextConfig:
-    """The context each prompt gets (``--input_mode`` and its noise knobs)."""
+    """The context each prompt gets (``--input_mode``, its noise knobs, ``--table_format``)."""
     return ContextConfig(input_mode=data_args.input_mode, text_distractors=data_args.noisy_text_distractors,
-                         table_distractors=data_args.noisy_table_distractors, seed=data_args.noisy_context_seed)
+                         table_distractors=data_args.noisy_table_distractors, seed=data_args.noisy_context_seed,
+                         table_format=data_args.table_format)
 
 
 def resolved_engine(gen_args: GenerationArguments, target_field: str, model_name: str) -> str:

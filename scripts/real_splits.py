@@ -5,6 +5,8 @@
 - ``train.json``: ``train.json`` and ``dev_convfinqa_derived.json`` (118 + 142 examples): the real training set is
   only 2% of the official one, so the ConvFinQA-derived dev examples (no overlap with ``dev.json``) train too;
 - ``dev.json``: ``dev.json`` as it is (457), where recipes are chosen;
+- ``train_dev.json``: both (717), for the final fit of a recipe once dev has chosen it (the usual refit: the
+  small-model recipe's data is its scarcest ingredient);
 - ``test_gold.json``: the records of ``test.json`` that have gold evidence (509 of 770; the others lack
   ``qa.gold_inds``), reported once.
 
@@ -22,6 +24,7 @@ from finqa_dsl.core.io import atomic_write_json
 SPLITS = {
     "train.json": ("train.json", "dev_convfinqa_derived.json"),
     "dev.json": ("dev.json",),
+    "train_dev.json": ("train.json", "dev_convfinqa_derived.json", "dev.json"),
     "test_gold.json": ("test.json",),
 }
 

@@ -12,6 +12,7 @@ def test_the_real_splits_are_the_shared_records_with_gold_evidence(real_finqa_di
     shared = {name: json.loads((real_finqa_dir / name).read_text())
               for name in ("train.json", "dev_convfinqa_derived.json", "dev.json", "test.json")}
     written = {name: json.loads((tmp_path / name).read_text()) for name in ("train.json", "dev.json", "test_gold.json")}
+    assert json.loads((tmp_path / "train_dev.json").read_text()) == written["train.json"] + written["dev.json"]
     assert written["train.json"] == shared["train.json"] + shared["dev_convfinqa_derived.json"]
     assert written["dev.json"] == shared["dev.json"]
     assert written["test_gold.json"] == [r for r in shared["test.json"] if "gold_inds" in r["qa"]]

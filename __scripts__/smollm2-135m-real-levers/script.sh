@@ -3,7 +3,8 @@
 # real FinQA examples of ../shared/FinQA/real, gold evidence, program target, on a CPU.
 # Zero-shot and few-shot (k=4) with and without --constrained_decoding; LoRA for 3 epochs (a checkpoint per epoch;
 # epochs chosen on dev), then greedy, constrained, and constrained + self-consistency (N=8) on the test set; a full
-# fine-tune, chosen on dev against the LoRA.
+# fine-tune, chosen on dev against the LoRA; the full fine-tune's recipe search on dev (learning rate, how tables
+# read), what more data adds (on dev), and the chosen recipe fitted on train + dev, reported once on test.
 # Every command prints its wall time. Outputs: __output__/real-*/
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -49,4 +50,31 @@ timed "${common[@]}" "${short[@]}" --train_file "$splits/train.json" --test_file
 full=(--model_name __output__/real-full-3ep-dev/final_model --test_file "$splits/test_gold.json" --do_test)
 timed "${common[@]}" "${short[@]}" "${full[@]}" --output_folder real-full-3ep-greedy
 timed "${common[@]}" "${short[@]}" "${full[@]}" --constrained_decoding --output_folder real-full-3ep-c
-"$python" scripts/compare_runs.py __output__/real-base-* __output__/real-lora-step* __output__/real-full-3ep-*
+# 6. the recipe search of the full fine-tune on dev: learning rate, then FinQA's row sentences for the tables
+full_dev=("${common[@]}" "${short[@]}" --train_file "$splits/train.json" --test_file "$splits/dev.json" --do_train
+  --do_test --peft none --num_train_epochs 3 --lr_scheduler_type cosine --warmup_steps 0.1
+  --per_device_train_batch_size 4 --logging_steps 10 --save_strategy no --max_seq_length 1024)
+timed "${full_dev[@]}" --learning_rate 5e-5 --output_folder real-full-lr5e-5-dev
+for lr in 1e-4 2e-4; do
+  timed "${full_dev[@]}" --learning_rate "$lr" --table_format sentences --output_folder "real-full-sent-lr$lr-dev"
+done
+# 7. how much more data adds, on dev alone: train + the first half of dev, scored on the second half (against the
+#    train-only model's rows of that half)
+"$python" - "$splits" <<'PY'
+import json, sys
+from pathlib import Path
+splits = Path(sys.argv[1])
+train, dev = (json.loads((splits / name).read_text()) for name in ("train.json", "dev.json"))
+(splits / "train_dev_first_half.json").write_text(json.dumps(train + dev[:228]))
+(splits / "dev_second_half.json").write_text(json.dumps(dev[228:]))
+PY
+timed "${full_dev[@]}" --learning_rate 1e-4 --table_format sentences --train_file "$splits/train_dev_first_half.json" \
+  --test_file "$splits/dev_second_half.json" --output_folder real-full-sent-more-data-dev
+# 8. the recipe dev chose, fitted on train + dev (717), then the test set once: greedy and constrained
+timed "${full_dev[@]}" --learning_rate 2e-4 --table_format sentences --train_file "$splits/train_dev.json" \
+  --test_file "$splits/test_gold.json" --output_folder real-recipe-greedy
+timed "${common[@]}" "${short[@]}" --model_name __output__/real-recipe-greedy/final_model --max_seq_length 1024 \
+  --table_format sentences --test_file "$splits/test_gold.json" --do_test --constrained_decoding \
+  --output_folder real-recipe-c
+"$python" scripts/compare_runs.py __output__/real-base-* __output__/real-lora-step* __output__/real-full-3ep-* \
+  __output__/real-recipe-*

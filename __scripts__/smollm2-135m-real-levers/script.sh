@@ -58,6 +58,12 @@ timed "${full_dev[@]}" --learning_rate 5e-5 --output_folder real-full-lr5e-5-dev
 for lr in 1e-4 2e-4; do
   timed "${full_dev[@]}" --learning_rate "$lr" --table_format sentences --output_folder "real-full-sent-lr$lr-dev"
 done
+# the chosen model on dev under the grammar, then with self-consistency at a lower temperature (N=8, 0.3)
+chosen=(--model_name __output__/real-full-sent-lr2e-4-dev/final_model --test_file "$splits/dev.json" --do_test
+  --table_format sentences --constrained_decoding --max_seq_length 1024)
+timed "${common[@]}" "${short[@]}" "${chosen[@]}" --output_folder real-full-sent-lr2e-4-dev-c
+timed "${common[@]}" "${short[@]}" "${chosen[@]}" --num_samples 8 --generation_temperature 0.3 \
+  --output_folder real-full-sent-lr2e-4-dev-c-sc8
 # 7. how much more data adds, on dev alone: train + the first half of dev, scored on the second half (against the
 #    train-only model's rows of that half)
 "$python" - "$splits" <<'PY'

@@ -14,8 +14,8 @@ import sys
 from pathlib import Path
 
 from finqa_dsl.core.errors import UsageError
+from finqa_dsl.core.metrics import CORRECT_FLAGS
 from finqa_dsl.runs.report import (
-    CORRECT_FLAGS,
     REPORT_MARKDOWN,
     SAMPLE_CHOICES,
     default_output_dir,

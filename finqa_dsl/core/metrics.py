@@ -57,7 +57,6 @@ INFERENCE_EXAMPLES_RESUMED = "inference_examples_resumed"  # rows an earlier, in
 INFERENCE_EXAMPLES_GENERATED = "inference_examples_generated"
 INFERENCE_SESSION_SECONDS = "inference_session_seconds"  # wall clock of this run's generation
 INFERENCE_SESSION_NEW_TOKENS = "inference_session_new_tokens"
-# The metrics that compare runs at a glance (scripts/compare_runs.py).
 # The per-example verdicts a scored row may carry, in the order a target's default is chosen (runs.report).
 CORRECT_FLAGS = (EXECUTION_CORRECT, PROGRAM_CORRECT, ANSWER_CORRECT_STRICT, ANSWER_CORRECT_TOLERANT,
                  ANSWER_CORRECT_ABS_1E3)
@@ -65,6 +64,7 @@ CORRECT_FLAGS = (EXECUTION_CORRECT, PROGRAM_CORRECT, ANSWER_CORRECT_STRICT, ANSW
 # the vote's and the oracle's under these prefixes.
 NUM_SAMPLES = "num_samples"
 VOTED, ORACLE = "voted_", "oracle_"
+# The metrics that compare runs at a glance (scripts/compare_runs.py).
 HEADLINE_METRICS = (TARGET_FIELD, N, EXECUTION_ACCURACY, PROGRAM_ACCURACY, ANSWER_ACCURACY_STRICT,
                     ANSWER_ACCURACY_TOLERANT, ANSWER_ACCURACY_ABS_1E3, NUM_SAMPLES, VOTED + EXECUTION_ACCURACY,
                     ORACLE + EXECUTION_ACCURACY, VOTED + PROGRAM_ACCURACY, VOTED + ANSWER_ACCURACY_TOLERANT,

@@ -33,12 +33,10 @@ from finqa_dsl.core.targets import Target, get_target
 from finqa_dsl.runs import files as run_files
 from finqa_dsl.runs.folder import run_test_file
 
-# The correctness flags a scored row may carry, in the order a target's default is chosen.
-CORRECT_FLAGS = m.CORRECT_FLAGS
-# The report's files.
 # Which row of an example with several samples the report reads.
 SAMPLE_CHOICES: dict[str, Callable[[list[dict[str, Any]]], list[dict[str, Any]]]] = {
     "greedy": voting.greedy_rows, "voted": voting.voted_rows}
+# The report's files.
 REPORT_MARKDOWN = "report.md"
 REPORT_JSON = "report.json"
 FAILURE_CHART = "failure_reasons.png"
@@ -101,10 +99,10 @@ class Run:
 
 
 def scored_flags(target: Target) -> tuple[str, ...]:
-    """The correctness flags the rows of ``target`` carry (what its summary counts), in :data:`CORRECT_FLAGS`
-    order."""
+    """The correctness flags the rows of ``target`` carry (what its summary counts), in the order of
+    :data:`~finqa_dsl.core.metrics.CORRECT_FLAGS`."""
     summary = target.summarize([])
-    return tuple(flag for flag in CORRECT_FLAGS if summary.get(flag) is not None)
+    return tuple(flag for flag in m.CORRECT_FLAGS if summary.get(flag) is not None)
 
 
 def load_run(folder: str | Path, *, flag: str | None = None, label: str | None = None,

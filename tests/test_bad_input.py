@@ -164,9 +164,14 @@ def test_resume_keeps_a_complete_last_line_and_reports_over_all_rows(in_tmp, tin
     # The crash came after the third line but before its newline, and before timing.json.
     (folder / run_files.TEST_PREDICTIONS).write_text("".join(complete[:2]) + complete[2].rstrip("\n"))
     (folder / run_files.TIMING).unlink()
+    # ...and its args.json was written by an earlier version, before these flags existed (their defaults are kept).
+    older = {key: value for key, value in json.loads((folder / run_files.ARGS).read_text()).items()
+             if key not in ("table_format", "num_samples", "logging_first_step")}
+    (folder / run_files.ARGS).write_text(json.dumps(older))
     with caplog.at_level(logging.INFO):
         assert driver.main(run) == 0
     assert "Resuming test inference: 3 of 4 examples already in" in caplog.text
+    assert sorted(p.name for p in (in_tmp / "__output__").iterdir()) == ["zs"]
     resumed = (folder / run_files.TEST_PREDICTIONS).read_text().splitlines(keepends=True)
     assert resumed[:3] == complete[:3] and len(resumed) == 4
     rows = [json.loads(line) for line in resumed]
@@ -260,5 +265,8 @@ def test_a_folder_holding_only_its_args_is_reused_whatever_they_were(tmp_path):
     write(folder / run_files.TEST_PREDICTIONS, "")  # a (partial) result: only the same arguments resume here
     assert resolve_run_folder(tmp_path, "run", {"model_name": "right"}) == tmp_path / "run--2"
     assert resolve_run_folder(tmp_path, "run", {"model_name": "wrong"}) == folder
+    # A flag the recorded run predates matches only at its default.
+    assert resolve_run_folder(tmp_path, "run", {"model_name": "wrong", "k": 0}, {"k": 0}) == folder
+    assert resolve_run_folder(tmp_path, "run", {"model_name": "wrong", "k": 4}, {"k": 0}) == tmp_path / "run--2"
     write(folder / run_files.TIMING, {})  # finished: never reused
     assert resolve_run_folder(tmp_path, "run", {"model_name": "wrong"}) == tmp_path / "run--2"

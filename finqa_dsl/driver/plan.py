@@ -86,6 +86,17 @@ class RunPlan:
                     resolved_hub_repo=self.hub_repo)
         return json.loads(json.dumps(flat, default=str))
 
+    def flag_defaults(self) -> dict[str, Any]:
+        """Each flag's default as :meth:`recorded` writes it: what a run whose ``args.json`` predates the flag used."""
+        defaults: dict[str, Any] = {}
+        for group in (self.model_args, self.data_args, self.generation_args, self.run_args, self.training_args):
+            for flag in dataclasses.fields(group):
+                if flag.default is not dataclasses.MISSING:
+                    defaults[flag.name] = flag.default
+                elif flag.default_factory is not dataclasses.MISSING:
+                    defaults[flag.name] = flag.default_factory()
+        return json.loads(json.dumps(defaults, default=str))
+
 
 def model_options(model: ModelArguments, training) -> ModelOptions:
     """How the model loads (every model flag checked): ``--peft`` trains an adapter only with ``--do_train``; a
@@ -166,7 +177,8 @@ def prepare(argv: list[str]) -> RunPlan:
 
     # The folder is chosen against the args it will record (an interrupted run with the same args resumes).
     planned = in_folder(OUTPUT_ROOT / name)
-    return in_folder(from_main_process(state, lambda: resolve_run_folder(OUTPUT_ROOT, name, planned.recorded())))
+    args, defaults = planned.recorded(), planned.flag_defaults()
+    return in_folder(from_main_process(state, lambda: resolve_run_folder(OUTPUT_ROOT, name, args, defaults)))
 
 
 def context_config_of(data_args: DataArguments) -> ContextConfig:

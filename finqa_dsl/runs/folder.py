@@ -15,17 +15,19 @@ _RESUME_NEUTRAL_ARGS = {"resume_from_checkpoint", "wandb_mode", "wandb_run_name"
                         "resolved_output_dir", "output_dir", "run_name", "resolved_hub_repo"}
 
 
-def resolve_run_folder(root: Path, name: str, args: dict[str, Any]) -> Path:
+def resolve_run_folder(root: Path, name: str, args: dict[str, Any], defaults: dict[str, Any] | None = None) -> Path:
     """Pick the folder of this run under ``root``.
 
     A finished run (it wrote ``timing.json``) is never overwritten: the new run gets ``name--2``, ``--3``...
     An unfinished folder whose ``args.json`` matches ``args`` is reused, so an interrupted run resumes there;
     so is a folder holding nothing but ``args.json`` (a run that failed before any result), whatever its args.
+    A flag that an older ``args.json`` lacks (it did not exist then) matches when ``args`` gives it its value in
+    ``defaults``.
     """
     candidate, suffix = root / name, 1
     while candidate.exists():
         if not _holds_results(candidate) or (
-            not (candidate / run_files.TIMING).exists() and _same_args(candidate / run_files.ARGS, args)
+            not (candidate / run_files.TIMING).exists() and _same_args(candidate / run_files.ARGS, args, defaults or {})
         ):
             return candidate
         suffix += 1
@@ -38,10 +40,10 @@ def _holds_results(folder: Path) -> bool:
     return any(path.is_file() and path != folder / run_files.ARGS for path in folder.rglob("*"))
 
 
-def _same_args(path: Path, args: dict[str, Any]) -> bool:
+def _same_args(path: Path, args: dict[str, Any], defaults: dict[str, Any]) -> bool:
     if not path.exists():
         return False
-    saved = json.loads(path.read_text(encoding="utf-8"))
+    saved = {**defaults, **json.loads(path.read_text(encoding="utf-8"))}
 
     def relevant(d: dict) -> dict:
         return {k: v for k, v in d.items() if k not in _RESUME_NEUTRAL_ARGS}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from finqa_dsl.sample.generator import validate_file
 from scripts import real_splits
 
 
@@ -19,3 +20,21 @@ def test_the_real_splits_are_the_shared_records_with_gold_evidence(real_finqa_di
     assert [len(written[name]) for name in written] == [260, 457, 509]
     ids = [{r["id"] for r in records} for records in written.values()]
     assert not (ids[0] & ids[1] or ids[0] & ids[2] or ids[1] & ids[2]), "the splits share no example"
+    assert not list(tmp_path.glob("*_synthetic.json")), "synthetic examples only on request"
+
+
+def test_synthetic_ratio_adds_valid_synthetic_examples_to_the_training_splits_only(real_finqa_dir, tmp_path):
+    real_splits.main(["--real_dir", str(real_finqa_dir), "--output_dir", str(tmp_path), "--synthetic_ratio", "0.5"])
+    for name, real_count in (("train", 260), ("train_dev", 717)):
+        real = json.loads((tmp_path / f"{name}.json").read_text())
+        mixed_path = tmp_path / f"{name}_synthetic.json"
+        mixed = json.loads(mixed_path.read_text())
+        assert mixed[:real_count] == real and len(mixed) == real_count + round(real_count / 2)
+        synthetic = mixed[real_count:]
+        assert not {r["id"] for r in synthetic} & {r["id"] for r in real}
+        (tmp_path / "synthetic_only").write_text(json.dumps(synthetic))
+        assert validate_file(tmp_path / "synthetic_only") == len(synthetic)  # FinQA layout, exe_ans executed
+        changes = [r["qa"]["program"] for r in synthetic if r["qa"]["question"].startswith("what was the change in")]
+        assert changes and all(program.startswith("subtract(") and "divide" not in program for program in changes)
+    assert sorted(path.name for path in tmp_path.glob("*_synthetic.json")) == ["train_dev_synthetic.json",
+                                                                               "train_synthetic.json"]

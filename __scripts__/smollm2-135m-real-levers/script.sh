@@ -4,7 +4,8 @@
 # Zero-shot and few-shot (k=4) with and without --constrained_decoding; LoRA for 3 epochs (a checkpoint per epoch;
 # epochs chosen on dev), then greedy, constrained, and constrained + self-consistency (N=8) on the test set; a full
 # fine-tune, chosen on dev against the LoRA; the full fine-tune's recipe search on dev (learning rate, how tables
-# read), what more data adds (on dev), and the chosen recipe fitted on train + dev, reported once on test.
+# read), what more data and synthetic examples add (on dev), and the chosen recipes fitted on train + dev, each reported
+# once on test.
 # Every command prints its wall time. Outputs: __output__/real-*/
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -12,7 +13,7 @@ cd "$repo"
 python=$(bash scripts/setup_env.sh)
 "$python" scripts/prepare_default_model.py
 splits=__output__/real-splits
-"$python" -m scripts.real_splits  # ../shared/FinQA/real -> $splits
+"$python" -m scripts.real_splits --synthetic_ratio 0.5  # ../shared/FinQA/real -> $splits
 common=(--input_mode gold --target_field program --max_seq_length 512 --generation_max_new_tokens 48 --seed 42)
 short=(--task_instruction "Write the FinQA program that answers the question, e.g. subtract(5829, 5735), divide(#0, 5735)")
 timed() { local began=$SECONDS; "$python" scripts/finetune.py "$@" | tail -n 1; echo "  $((SECONDS - began)) s"; }
@@ -69,18 +70,29 @@ timed "${common[@]}" "${short[@]}" "${chosen[@]}" --num_samples 8 --generation_t
 "$python" - "$splits" <<'PY'
 import json, sys
 from pathlib import Path
+from finqa_dsl.sample.generator import generate_examples
+from scripts.real_splits import SYNTHETIC_SEED
 splits = Path(sys.argv[1])
 train, dev = (json.loads((splits / name).read_text()) for name in ("train.json", "dev.json"))
 (splits / "train_dev_first_half.json").write_text(json.dumps(train + dev[:228]))
 (splits / "dev_second_half.json").write_text(json.dumps(dev[228:]))
+# half as many synthetic examples again (the measured run took the first 244 of a draw of 1000)
+synthetic = generate_examples(1000, seed=SYNTHETIC_SEED)[:244]
+(splits / "train_dev_first_half_synthetic.json").write_text(json.dumps(train + dev[:228] + synthetic))
 PY
-timed "${full_dev[@]}" --learning_rate 1e-4 --table_format sentences --train_file "$splits/train_dev_first_half.json" \
-  --test_file "$splits/dev_second_half.json" --output_folder real-full-sent-more-data-dev
-# 8. the recipe dev chose, fitted on train + dev (717), then the test set once: greedy and constrained
-timed "${full_dev[@]}" --learning_rate 2e-4 --table_format sentences --train_file "$splits/train_dev.json" \
-  --test_file "$splits/test_gold.json" --output_folder real-recipe-greedy
-timed "${common[@]}" "${short[@]}" --model_name __output__/real-recipe-greedy/final_model --max_seq_length 1024 \
-  --table_format sentences --test_file "$splits/test_gold.json" --do_test --constrained_decoding \
-  --output_folder real-recipe-c
+for half in train_dev_first_half train_dev_first_half_synthetic; do
+  timed "${full_dev[@]}" --learning_rate 1e-4 --table_format sentences --train_file "$splits/$half.json" \
+    --test_file "$splits/dev_second_half.json" --output_folder "real-full-sent-${half//_/-}-dev"
+done
+# 8. the recipe dev chose, fitted on train + dev (717), then the test set once: greedy and constrained; 9. the same
+#    with the synthetic examples (358 more)
+for recipe_split in real-recipe:train_dev real-recipe-synthetic:train_dev_synthetic; do
+  recipe=${recipe_split%%:*}
+  timed "${full_dev[@]}" --learning_rate 2e-4 --table_format sentences --train_file "$splits/${recipe_split#*:}.json" \
+    --test_file "$splits/test_gold.json" --output_folder "$recipe-greedy"
+  timed "${common[@]}" "${short[@]}" --model_name "__output__/$recipe-greedy/final_model" --max_seq_length 1024 \
+    --table_format sentences --test_file "$splits/test_gold.json" --do_test --constrained_decoding \
+    --output_folder "$recipe-c"
+done
 "$python" scripts/compare_runs.py __output__/real-base-* __output__/real-lora-step* __output__/real-full-3ep-* \
   __output__/real-recipe-*

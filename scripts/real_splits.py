@@ -36,12 +36,17 @@ TRAINING_SPLITS = ("train.json", "train_dev.json")
 SYNTHETIC_SEED = 7  # not the embedded sample's seed, so none of these examples is in FinQA/sample
 
 
-def main(argv: list[str] | None = None) -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--real_dir", default="../shared/FinQA/real")
     parser.add_argument("--output_dir", default="__output__/real-splits")
     parser.add_argument("--synthetic_ratio", type=float, default=0.0,
                         help="also write each training split plus this many synthetic examples per real one")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.synthetic_ratio < 0:
         parser.error(f"--synthetic_ratio must be >= 0, got {args.synthetic_ratio}")

@@ -33,7 +33,7 @@ SPLITS = {
     "test_gold.json": ("test.json",),
 }
 TRAINING_SPLITS = ("train.json", "train_dev.json")
-SYNTHETIC_SEED = 7  # not the embedded sample's seed, so none of these examples is in FinQA/sample
+SYNTHETIC_SEED = 7  # a draw of its own, not the embedded sample's (seed 2021)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from finqa_dsl.sample.generator import validate_file
 from scripts import real_splits
 
@@ -38,3 +40,11 @@ def test_synthetic_ratio_adds_valid_synthetic_examples_to_the_training_splits_on
         assert changes and all(program.startswith("subtract(") and "divide" not in program for program in changes)
     assert sorted(path.name for path in tmp_path.glob("*_synthetic.json")) == ["train_dev_synthetic.json",
                                                                                "train_synthetic.json"]
+
+
+def test_a_negative_synthetic_ratio_is_refused_before_anything_is_written(real_finqa_dir, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        real_splits.main(["--real_dir", str(real_finqa_dir), "--output_dir", str(tmp_path / "out"),
+                          "--synthetic_ratio", "-1"])
+    assert exit_info.value.code != 0 and "--synthetic_ratio must be >= 0, got -1.0" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

@@ -4,8 +4,8 @@
 # Zero-shot and few-shot (k=4) with and without --constrained_decoding; LoRA for 3 epochs (a checkpoint per epoch;
 # epochs chosen on dev), then greedy, constrained, and constrained + self-consistency (N=8) on the test set; a full
 # fine-tune, chosen on dev against the LoRA; the full fine-tune's recipe search on dev (learning rate, how tables
-# read), what more data and synthetic examples add (on dev), and the chosen recipes fitted on train + dev, each reported
-# once on test.
+# read, epochs), what more data and synthetic examples add (on dev), and the chosen recipes fitted on train + dev,
+# each reported once on test.
 # Every command prints its wall time. Outputs: __output__/real-*/
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -58,6 +58,15 @@ full_dev=("${common[@]}" "${short[@]}" --train_file "$splits/train.json" --test_
 timed "${full_dev[@]}" --learning_rate 5e-5 --output_folder real-full-lr5e-5-dev
 for lr in 1e-4 2e-4; do
   timed "${full_dev[@]}" --learning_rate "$lr" --table_format sentences --output_folder "real-full-sent-lr$lr-dev"
+done
+# the epochs: the sentences recipe at 2e-4 for 6 epochs, a checkpoint per epoch (65 steps), scored on dev after 3,
+# 4, 5 (the checkpoints of this one cosine schedule) and 6 epochs (the final model)
+timed "${full_dev[@]}" --learning_rate 2e-4 --table_format sentences --num_train_epochs 6 --save_strategy epoch \
+  --save_only_model true --output_folder real-full-sent-lr2e-4-6ep-dev
+for step in 195 260 325; do
+  timed "${common[@]}" "${short[@]}" --model_name "__output__/real-full-sent-lr2e-4-6ep-dev/checkpoints/checkpoint-$step" \
+    --table_format sentences --max_seq_length 1024 --test_file "$splits/dev.json" --do_test \
+    --output_folder "real-full-sent-lr2e-4-6ep-dev-step$step"
 done
 # the chosen model on dev under the grammar, then with self-consistency at a lower temperature (N=8, 0.3)
 chosen=(--model_name __output__/real-full-sent-lr2e-4-dev/final_model --test_file "$splits/dev.json" --do_test
